@@ -1,0 +1,1 @@
+"""LightningModules per task and the optimiser recipes they share."""
