@@ -1,0 +1,66 @@
+"""Backbone registry: typed builder functions registered by name (timm style).
+
+>>> from mtp.models import create_backbone
+>>> net = create_backbone("vit_b_rvsa", img_size=512, pretrained="vit-b-checkpoint-1599.pth")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from mtp.models.backbones.vit_rvsa import ViTRVSA
+
+_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register ``fn`` under its function name."""
+    if fn.__name__ in _BACKBONES:
+        raise ValueError(f"backbone {fn.__name__!r} is registered twice")
+    _BACKBONES[fn.__name__] = fn
+    return fn
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by :func:`create_backbone`, sorted."""
+    return sorted(_BACKBONES)
+
+
+def create_backbone(name: str, *, img_size: int = 224, pretrained: str | Path | None = None, **overrides) -> nn.Module:
+    """Build a registered backbone, optionally loading a checkpoint.
+
+    Args:
+        name: one of :func:`list_backbones`.
+        img_size: training input size (ViT: fixes the stored position-embedding grid).
+        pretrained: path to an official or mtp checkpoint (MAE, MTP encoder / full, fine-tuned);
+            loaded with :func:`mtp.models.load_checkpoint` (safe, resizing where needed).
+        **overrides: constructor arguments replacing the official defaults.
+    """
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    model = _BACKBONES[name](img_size=img_size, **overrides)
+    if pretrained is not None:
+        from mtp.models.checkpoints import load_checkpoint
+
+        load_checkpoint(model, pretrained)
+    return model
+
+
+@register_backbone
+def vit_b_rvsa(img_size: int = 224, **overrides) -> ViTRVSA:
+    """ViT-B + RVSA: 768 dim, 12 blocks, 12 heads, global blocks 2/5/8/11, taps 3/5/7/11."""
+    kwargs = dict(embed_dim=768, depth=12, num_heads=12, interval=3, out_indices=(3, 5, 7, 11), drop_path_rate=0.1)
+    return ViTRVSA(img_size=img_size, **{**kwargs, **overrides})
+
+
+@register_backbone
+def vit_l_rvsa(img_size: int = 224, **overrides) -> ViTRVSA:
+    """ViT-L + RVSA: 1024 dim, 24 blocks, 16 heads, global blocks 5/11/17/23, taps 7/11/15/23."""
+    kwargs = dict(embed_dim=1024, depth=24, num_heads=16, interval=6, out_indices=(7, 11, 15, 23), drop_path_rate=0.1)
+    return ViTRVSA(img_size=img_size, **{**kwargs, **overrides})
+
+
+__all__ = ["ViTRVSA", "create_backbone", "list_backbones", "register_backbone", "vit_b_rvsa", "vit_l_rvsa"]

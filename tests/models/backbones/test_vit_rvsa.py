@@ -1,0 +1,229 @@
+"""ViT+RVSA: official numerics (golden files), official names, any input size, both paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtp.models import create_backbone, list_backbones
+from mtp.models.backbones.vit_rvsa import ViTRVSA
+from tests.conftest import REFERENCE_DIR
+from tests.models.backbones.base import BackboneContract
+
+TINY = dict(embed_dim=32, depth=4, num_heads=2, interval=2, out_indices=(0, 1, 2, 3), drop_path_rate=0.1)
+
+
+def golden_model(entry: dict) -> ViTRVSA:
+    cfg = entry["cfg"]
+    model = ViTRVSA(
+        img_size=cfg["img_size"],
+        patch_size=cfg["patch_size"],
+        embed_dim=cfg["embed_dim"],
+        depth=cfg["depth"],
+        num_heads=cfg["num_heads"],
+        mlp_ratio=cfg["mlp_ratio"],
+        qkv_bias=cfg["qkv_bias"],
+        interval=cfg["interval"],
+        out_indices=cfg["out_indices"],
+        drop_path_rate=cfg["drop_path_rate"],
+        global_rel_pos=entry["variant"] == "seg",
+    )
+    model.load_state_dict(entry["state_dict"], strict=True)  # official names: nothing missing/unexpected
+    return model.eval()
+
+
+def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((ours - ref).abs().max() / ref.abs().max()).item()
+
+
+class TestViTRVSAPyramid(BackboneContract):
+    input_sizes = ((64, 64), (96, 160), (112, 112))
+
+    def build(self, **overrides):
+        return create_backbone("vit_b_rvsa", img_size=64, **{**TINY, **overrides})
+
+
+class TestViTRVSATaps(BackboneContract):
+    """Classification / change-detection copy: 4 raw stride-16 maps, no fpn."""
+
+    input_sizes = ((64, 64), (48, 80))
+    expected_strides = (16, 16, 16, 16)
+
+    def build(self, **overrides):
+        return create_backbone("vit_b_rvsa", img_size=64, pyramid=False, **{**TINY, **overrides})
+
+
+class TestViTRVSADetectionCopy(BackboneContract):
+    """RVSA_MTP_branches: global blocks without relative-position tables."""
+
+    input_sizes = ((64, 64), (80, 48))
+
+    def build(self, **overrides):
+        return create_backbone("vit_b_rvsa", img_size=64, global_rel_pos=False, **{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("name", ["seg_224", "seg_288", "det_branches_224", "det_branches_288"])
+@pytest.mark.parametrize("attn_impl", ["sdpa", "reference"])
+def test_matches_official_golden_outputs(golden, name, attn_impl):
+    entry = golden[name]
+    model = golden_model(entry)
+    model.set_attn_impl(attn_impl)
+    with torch.no_grad():
+        outputs = model(entry["input"])
+    assert len(outputs) == len(entry["outputs"]) == 4
+    for ours, ref in zip(outputs, entry["outputs"], strict=True):
+        assert ours.shape == ref.shape
+        assert relative_error(ours, ref) <= 1e-4
+
+
+def test_golden_state_dicts_have_exactly_our_keys(golden):
+    for entry in golden.values():
+        model = golden_model(entry)
+        assert list(model.state_dict()) == list(entry["state_dict"])
+
+
+@pytest.mark.parametrize(
+    "name,keys_file", [("vit_b_rvsa", "vit_b_rvsa_512_keys.txt"), ("vit_l_rvsa", "vit_l_rvsa_512_keys.txt")]
+)
+def test_official_names_and_shapes_at_512(name, keys_file):
+    official = {}
+    for line in (REFERENCE_DIR / keys_file).read_text().splitlines():
+        key, shape = line.split(" ", 1)
+        official[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
+    with torch.device("meta"):
+        model = create_backbone(name, img_size=512)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == official
+    assert model.out_channels == [official["pos_embed"][-1]] * 4
+
+
+def test_detection_copy_drops_exactly_the_global_tables():
+    with torch.device("meta"):
+        seg = create_backbone("vit_b_rvsa", img_size=800)
+        det = create_backbone("vit_b_rvsa", img_size=800, global_rel_pos=False)
+    dropped = set(seg.state_dict()) - set(det.state_dict())
+    assert dropped == {f"blocks.{i}.attn.full_attn_rel_pos_{a}" for i in (2, 5, 8, 11) for a in "hw"}
+    assert len(det.state_dict()) == 235  # official-keys.md §2.2
+
+
+def test_registry_lists_both_sizes_and_rejects_unknown_names():
+    assert {"vit_b_rvsa", "vit_l_rvsa"} <= set(list_backbones())
+    with pytest.raises(ValueError, match="unknown backbone"):
+        create_backbone("vit_h_rvsa")
+
+
+def test_official_hyperparameters():
+    with torch.device("meta"):
+        b = create_backbone("vit_b_rvsa")
+        large = create_backbone("vit_l_rvsa")
+    assert [i for i in range(12) if b.is_global_block(i)] == [2, 5, 8, 11]
+    assert [i for i in range(24) if large.is_global_block(i)] == [5, 11, 17, 23]
+    assert b.out_indices == (3, 5, 7, 11) and large.out_indices == (7, 11, 15, 23)
+    assert b.blocks[0].attn.ws == 7 and b.blocks[0].norm1.eps == 1e-6
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(global_rel_pos=False), dict(pyramid=False)])
+@pytest.mark.parametrize("size", [(64, 64), (96, 160), (32, 48)])
+def test_sdpa_path_matches_reference_path_forward_and_backward(variant, size):
+    model = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0, **variant})
+    with torch.no_grad():  # non-trivial tables, so every term of the logits is exercised
+        for name, p in model.named_parameters():
+            if "rel_pos" in name or "sampling" in name:
+                p.normal_(0, 0.3)
+    x = torch.randn(2, 3, *size)
+    results = []
+    for impl in ("reference", "sdpa"):
+        model.zero_grad()
+        model.set_attn_impl(impl)
+        feats = model(x)
+        sum((f * torch.linspace(0, 1, f.numel()).reshape(f.shape)).sum() for f in feats).backward()
+        results.append(([f.detach() for f in feats], {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (ref_out, ref_grad), (out, grad) = results
+    for a, b in zip(out, ref_out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for name in ref_grad:
+        torch.testing.assert_close(grad[name], ref_grad[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_other_input_size_equals_a_model_built_for_that_size(tmp_path):
+    """Run-time resizing of pos_embed and global tables == the official load-time resizing."""
+    small = create_backbone("vit_b_rvsa", img_size=64, **TINY).eval()
+    with torch.no_grad():
+        for name, p in small.named_parameters():
+            if "full_attn" in name:
+                p.normal_(0, 0.5)
+    torch.save({"state_dict": small.state_dict()}, tmp_path / "small.pth")
+    native = create_backbone("vit_b_rvsa", img_size=112, pretrained=tmp_path / "small.pth", **TINY).eval()
+    x = torch.randn(1, 3, 112, 112)
+    with torch.no_grad():
+        for a, b in zip(small(x), native(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        small(x)  # the cached path (no grad) gives the same result again
+        for a, b in zip(small(x), native(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_resized_tables_follow_parameter_updates():
+    """The no-grad cache must not serve stale tables after an optimiser step."""
+    model = create_backbone("vit_b_rvsa", img_size=64, **TINY).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        before = model(x)[2].clone()
+        model.pos_embed.add_(1.0)
+        model.blocks[1].attn.full_attn_rel_pos_h.add_(1.0)
+        after = model(x)[2]
+    assert not torch.allclose(before, after)
+    with torch.no_grad():
+        reference = create_backbone("vit_b_rvsa", img_size=64, **TINY).eval()
+        reference.load_state_dict(model.state_dict())
+        torch.testing.assert_close(reference(x)[2], after)
+
+
+def test_drop_path_is_stochastic_in_training_only():
+    model = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.5})
+    x = torch.randn(4, 3, 64, 64)
+    model.train()
+    assert not torch.allclose(model(x)[3], model(x)[3])
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[3], model(x)[3])
+
+
+def test_in_chans_override_builds_a_wider_patch_embedding():
+    model = create_backbone("vit_b_rvsa", img_size=64, in_chans=4, **TINY).eval()
+    assert model.patch_embed.proj.weight.shape[1] == 4
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 64, 64))[0].shape == (1, 32, 16, 16)
+
+
+def test_tiny_maps_smaller_than_one_window_stay_finite():
+    """The official offset rule divides by H // 7, zero below 112 px; ours stays finite."""
+    model = create_backbone("vit_b_rvsa", img_size=32, **TINY).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, 32, 32))
+    assert all(torch.isfinite(f).all() for f in feats)
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    model = create_backbone("vit_b_rvsa", img_size=64, **TINY).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    for a, b in zip(low, ref, strict=True):
+        assert relative_error(a.float(), b) < 5e-2
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(out_indices=(0, 1, 2)), "out_indices"),
+        (dict(out_indices=(0, 1, 2, 9)), "out_indices"),
+        (dict(attn_impl="flash3"), "attn_impl"),
+        (dict(num_heads=3), "divisible"),
+    ],
+)
+def test_invalid_configuration_is_a_clear_error(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        create_backbone("vit_b_rvsa", img_size=64, **{**TINY, **overrides})
