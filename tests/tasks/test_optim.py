@@ -1,0 +1,90 @@
+"""Layer-wise lr decay: the official ViT fine-tuning rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mtp.models import create_backbone
+from mtp.tasks.optim import build_adamw, layer_decay_param_groups, vit_layer_id
+
+
+class Segmentor(nn.Module):
+    """backbone.* + decode_head.*, named like the official fine-tuning models."""
+
+    def __init__(self, depth: int = 4):
+        super().__init__()
+        self.backbone = create_backbone(
+            "vit_b_rvsa", img_size=64, embed_dim=32, depth=depth, num_heads=2, interval=2, out_indices=(0, 1, 2, 3)
+        )
+        self.decode_head = nn.Sequential(nn.Conv2d(32, 8, 1), nn.BatchNorm2d(8))
+
+
+def official_rule(name: str, param: torch.Tensor, depth: int, decay: float, lr: float, wd: float):
+    """Direct transcription of reference/mtp-facts.md §3 for one parameter."""
+    if name in ("backbone.cls_token", "backbone.mask_token", "backbone.pos_embed") or name.startswith(
+        "backbone.patch_embed"
+    ):
+        layer = 0
+    elif name.startswith("backbone.blocks."):
+        layer = int(name.split(".")[2]) + 1
+    else:
+        layer = depth + 1
+    no_wd = param.ndim == 1 or name.endswith(".bias") or "pos_embed" in name
+    return lr * decay ** (depth + 1 - layer), 0.0 if no_wd else wd
+
+
+def test_every_parameter_gets_the_official_lr_and_weight_decay():
+    model = Segmentor(depth=4)
+    groups = layer_decay_param_groups(model, lr=6e-5, weight_decay=0.05, layer_decay=0.9)
+    seen = {}
+    for group in groups:
+        for name, param in zip(group["param_names"], group["params"], strict=True):
+            seen[name] = (group["lr"], group["weight_decay"])
+            assert param is model.get_parameter(name)
+    assert set(seen) == {n for n, _ in model.named_parameters()}
+    for name, param in model.named_parameters():
+        lr, wd = official_rule(name, param, 4, 0.9, 6e-5, 0.05)
+        assert seen[name][0] == pytest.approx(lr, rel=1e-12), name
+        assert seen[name][1] == wd, name
+
+
+def test_vit_b_first_group_scale_matches_the_official_logs():
+    """Logged first-group lr = base x 0.9**13 = 0.254 x base for ViT-B (mtp-facts §3)."""
+    with torch.device("meta"):
+        model = nn.Module()
+        model.backbone = create_backbone("vit_b_rvsa", img_size=512)
+    groups = layer_decay_param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.9)
+    assert groups[0]["layer_id"] == 0
+    assert groups[0]["lr"] == pytest.approx(0.9**13)
+    assert round(groups[0]["lr"], 3) == 0.254
+    assert vit_layer_id("backbone.blocks.11.attn.qkv.weight", 12) == 12
+    assert vit_layer_id("backbone.fpn1.0.weight", 12) == 13
+
+
+def test_frozen_parameters_are_left_out_and_no_decay_keeps_the_wd_rule():
+    model = Segmentor()
+    model.backbone.patch_embed.requires_grad_(False)
+    groups = layer_decay_param_groups(model, lr=1e-3, weight_decay=0.05, layer_decay=None)
+    names = [n for g in groups for n in g["param_names"]]
+    assert not any(n.startswith("backbone.patch_embed") for n in names)
+    assert all(g["lr"] == 1e-3 for g in groups)
+    assert {g["weight_decay"] for g in groups if "no_decay" in g["group_name"]} == {0.0}
+
+
+def test_backbone_alone_with_empty_prefix_and_adamw_step():
+    backbone = Segmentor(depth=4).backbone
+    optimizer = build_adamw(backbone, lr=1e-3, weight_decay=0.05, layer_decay=0.5, prefix="")
+    lrs = {g["group_name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["layer_0_decay"] == pytest.approx(1e-3 * 0.5**5)
+    assert lrs["layer_5_decay"] == pytest.approx(1e-3)  # fpn adapters
+    before = backbone.blocks[0].mlp.fc1.weight.detach().clone()
+    sum(f.sum() for f in backbone(torch.randn(1, 3, 64, 64))).backward()
+    optimizer.step()
+    assert not torch.equal(before, backbone.blocks[0].mlp.fc1.weight)
+
+
+def test_num_layers_cannot_be_inferred_without_a_vit():
+    with pytest.raises(ValueError, match="num_layers"):
+        layer_decay_param_groups(nn.Sequential(nn.Linear(2, 2)), lr=1.0, weight_decay=0.0, layer_decay=0.9, prefix="")
