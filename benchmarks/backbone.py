@@ -1,0 +1,196 @@
+"""Backbone throughput and memory: ViT+RVSA, default (SDPA) path vs the straightforward path.
+
+Train step = forward + backward (sum of the 4 feature maps) + AdamW step; inference = eval
+forward under no_grad. Reports images/s, peak memory (CUDA allocator; GPU only) and the bytes
+saved for backward (autograd saved tensors, deduplicated by storage: a device-independent
+measure of activation memory), then the ratios default / reference measured in the same run.
+
+GPU (official comparison setting):
+    python benchmarks/backbone.py --device cuda
+CPU (2 cores; smaller settings so that it finishes in minutes):
+    python benchmarks/backbone.py --device cpu --img-size 224 --batch-train 2 --batch-infer 2 --dtypes fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from mtp.models import create_backbone
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class Result:
+    model: str
+    dtype: str
+    impl: str
+    mode: str
+    batch: int
+    img_per_s: float
+    peak_mem_gib: float | None
+    saved_mib: float | None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def saved_activation_bytes(model, x, dtype, device) -> int:
+    """Bytes autograd keeps for backward in one forward (unique storages, parameters excluded)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(device, dtype):
+        feats = model(x)
+    del feats
+    return sum(seen.values())
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def bench(model, x, *, train: bool, dtype, device, steps: int, warmup: int) -> tuple[float, float | None]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+    model.train(train)
+
+    def step():
+        if train:
+            with autocast(device, dtype):
+                loss = sum(f.float().mean() for f in model(x))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), autocast(device, dtype):
+                model(x)
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    elapsed = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    return steps * x.shape[0] / elapsed, peak
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="+", default=["vit_b_rvsa", "vit_l_rvsa"])
+    parser.add_argument("--img-size", type=int, default=512)
+    parser.add_argument("--batch-train", type=int, default=8)
+    parser.add_argument("--batch-infer", type=int, default=16)
+    parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
+    parser.add_argument("--impls", nargs="+", default=["sdpa", "reference"])
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 GPU, 2 CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default: 5 GPU, 1 CPU)")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing on")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--saved-only",
+        action="store_true",
+        help="only measure the bytes saved for backward (one forward at --batch-train; no timing)",
+    )
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    steps = args.steps or (20 if gpu else 2)
+    warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    results: list[Result] = []
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if gpu else 'cpu'}), torch {torch.__version__}, "
+        f"{args.img_size}², steps {steps}, warmup {warmup}, checkpointing {args.checkpointing}",
+        flush=True,
+    )
+    for name in args.models:
+        for dtype_name in args.dtypes:
+            for impl in args.impls:
+                torch.manual_seed(0)
+                model = create_backbone(
+                    name, img_size=args.img_size, attn_impl=impl, use_checkpoint=args.checkpointing
+                ).to(device)
+                if args.compile:
+                    model = torch.compile(model)
+                dtype = DTYPES[dtype_name]
+                modes = (
+                    [("train", args.batch_train)]
+                    if args.saved_only
+                    else [("train", args.batch_train), ("infer", args.batch_infer)]
+                )
+                for mode, batch in modes:
+                    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device)
+                    try:
+                        if args.saved_only:
+                            ips, peak = float("nan"), None
+                        else:
+                            ips, peak = bench(
+                                model, x, train=mode == "train", dtype=dtype, device=device, steps=steps, warmup=warmup
+                            )
+                        saved = None
+                        if mode == "train":
+                            model.train()
+                            saved = saved_activation_bytes(model, x, dtype, device) / 2**20
+                    except torch.OutOfMemoryError:
+                        ips, peak, saved = float("nan"), float("nan"), None
+                    results.append(Result(name, dtype_name, impl, mode, batch, ips, peak, saved))
+                    print(
+                        f"{name:11s} {dtype_name:4s} {impl:9s} {mode:5s} b{batch:<3d} {ips:8.2f} img/s  "
+                        f"peak {'-' if peak is None else f'{peak:.2f} GiB':>10s}  "
+                        f"saved {'-' if saved is None else f'{saved:.0f} MiB':>9s}",
+                        flush=True,
+                    )
+                del model
+                if gpu:
+                    torch.cuda.empty_cache()
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return 0
+
+
+def print_table(results: list[Result]) -> None:
+    print(
+        "\n| model | dtype | mode | batch | default img/s | reference img/s | speed-up | "
+        "default peak GiB | reference peak GiB | saved-for-backward MiB default / reference |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    index = {(r.model, r.dtype, r.mode, r.impl): r for r in results}
+    for (model, dtype, mode, impl), r in index.items():
+        if impl != "sdpa" or (model, dtype, mode, "reference") not in index:
+            continue
+        ref = index[(model, dtype, mode, "reference")]
+        peak = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        saved = "-" if r.saved_mib is None else f"{r.saved_mib:.0f} / {ref.saved_mib:.0f}"
+        print(
+            f"| {model} | {dtype} | {mode} | {r.batch} | {r.img_per_s:.2f} | {ref.img_per_s:.2f} | "
+            f"{r.img_per_s / ref.img_per_s:.2f}x | {peak(r.peak_mem_gib)} | {peak(ref.peak_mem_gib)} | {saved} |"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
