@@ -1,0 +1,1 @@
+"""Data: dataset readers, transforms, datamodules, synthetic data and format tools."""

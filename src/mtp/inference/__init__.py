@@ -1,0 +1,1 @@
+"""Inference helpers: whole image, sliding window, test-time augmentation."""

@@ -1,0 +1,1 @@
+"""Official-equivalent metrics."""

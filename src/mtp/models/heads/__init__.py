@@ -1,0 +1,1 @@
+"""Task decoders (decode heads)."""
