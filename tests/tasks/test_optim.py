@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -88,3 +90,24 @@ def test_backbone_alone_with_empty_prefix_and_adamw_step():
 def test_num_layers_cannot_be_inferred_without_a_vit():
     with pytest.raises(ValueError, match="num_layers"):
         layer_decay_param_groups(nn.Sequential(nn.Linear(2, 2)), lr=1.0, weight_decay=0.0, layer_decay=0.9, prefix="")
+
+
+def test_warmup_cosine_schedule_matches_the_official_closed_form():
+    from mtp.tasks.optim import warmup_cosine_factor, warmup_cosine_scheduler
+
+    f = lambda t: warmup_cosine_factor(t, warmup_iters=1500, warmup_ratio=1e-6, max_iters=80000)  # noqa: E731
+    assert f(0) == pytest.approx(1e-6)
+    assert f(750) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
+    assert f(1500) == pytest.approx(1.0)
+    assert f(1500 + 78500 // 2) == pytest.approx(0.5)
+    assert f(80000) == pytest.approx(0.0, abs=1e-12)
+    assert f(90000) == pytest.approx(0.0, abs=1e-12)
+    model = Segmentor(depth=4)
+    optimizer = build_adamw(model, lr=6e-5, weight_decay=0.05, layer_decay=0.9)
+    scheduler = warmup_cosine_scheduler(optimizer, warmup_iters=4, warmup_ratio=0.1, max_iters=10)
+    base = [g["initial_lr"] for g in optimizer.param_groups]
+    for _ in range(6):
+        optimizer.step()
+        scheduler.step()
+    ratios = {round(g["lr"] / b, 12) for g, b in zip(optimizer.param_groups, base, strict=True)}
+    assert ratios == {round(0.5 * (1 + math.cos(math.pi * 2 / 6)), 12)}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,15 @@ from mtp.ops.rel_pos import resize_pos_embed, resize_rel_pos_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointError", "LoadReport", "backbone_state_dict", "load_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "adapt_backbone_state",
+    "apply_state_dict",
+    "backbone_state_dict",
+    "is_optional_backbone_key",
+    "load_checkpoint",
+]
 
 # Keys a ViT+RVSA checkpoint may carry that no ViT+RVSA backbone uses (MAE extras, heads, the
 # unused final norm of the pretraining / classification copies).
@@ -158,28 +167,48 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
     path = Path(path)
     report = LoadReport(path=path)
     state = backbone_state_dict(extract_state_dict(read_checkpoint(path), path))
+    state = adapt_backbone_state(model, state, report)
+    return apply_state_dict(model, state, report, strict=strict, optional=lambda k: is_optional_backbone_key(model, k))
+
+
+def adapt_backbone_state(model: nn.Module, state: dict[str, Tensor], report: LoadReport) -> dict[str, Tensor]:
+    """Backbone-specific adaptation (resizing, keys a copy does not use); identity for others."""
     if isinstance(model, ViTRVSA):
-        state = _adapt_vit_rvsa(model, state, report)
-    own = model.state_dict()
+        return _adapt_vit_rvsa(model, state, report)
+    return state
+
+
+def is_optional_backbone_key(model: nn.Module, key: str) -> bool:
+    """Parameters a valid source for this backbone may lack (e.g. RVSA-only ones in MAE files)."""
+    return isinstance(model, ViTRVSA) and bool(_VIT_OPTIONAL.match(key))
+
+
+def apply_state_dict(
+    model: nn.Module,
+    state: dict[str, Tensor],
+    report: LoadReport,
+    *,
+    strict: bool,
+    optional: Callable[[str], bool],
+) -> LoadReport:
+    """Check ``state`` against ``model`` and load what fits (see :func:`load_checkpoint`)."""
+    path, own = report.path, model.state_dict()
     if not any(k in own for k in state):
         sample = ", ".join(list(state)[:5])
         raise CheckpointError(f"{path}: none of its {len(state)} tensors belong to this model (first keys: {sample})")
-
     mismatched = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     report.mismatched_keys = mismatched
     report.unexpected_keys = [k for k in state if k not in own]
     report.missing_keys = [k for k in own if k not in state]
-    optional = _VIT_OPTIONAL if isinstance(model, ViTRVSA) else None
-    core_missing = [
-        k for k in report.missing_keys if k not in report.ignored_keys and (optional is None or not optional.match(k))
-    ]
+    core_missing = [k for k in report.missing_keys if k not in report.ignored_keys and not optional(k)]
     if strict and (mismatched or report.unexpected_keys or core_missing):
         problems = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched[:5]]
         problems += [f"{k}: not in the model" for k in report.unexpected_keys[:5]]
         problems += [f"{k}: missing from the file" for k in core_missing[:5]]
+        hint = _class_count_hint(state, own, mismatched)
         raise CheckpointError(
             f"{path}: does not fit {type(model).__name__} ({len(mismatched)} shape mismatches, "
-            f"{len(report.unexpected_keys)} unknown, {len(core_missing)} missing core tensors); first: "
+            f"{len(report.unexpected_keys)} unknown, {len(core_missing)} missing core tensors){hint}; first: "
             + "; ".join(problems)
         )
     loadable = {k: v for k, v in state.items() if k in own and k not in mismatched}
@@ -196,3 +225,11 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         len(mismatched),
     )
     return report
+
+
+def _class_count_hint(state: dict[str, Tensor], own: dict[str, Tensor], mismatched: list[str]) -> str:
+    """' (checkpoint for 7 classes, model has 2)' when a classifier layer is what differs."""
+    for key in mismatched:
+        if key.endswith(("conv_seg.weight", "fc_cls.weight", "fc.weight")):
+            return f" (checkpoint for {state[key].shape[0]} classes, model has {own[key].shape[0]}: {key})"
+    return ""

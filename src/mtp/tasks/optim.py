@@ -14,6 +14,7 @@ Frozen parameters (``requires_grad=False``) are left out, as in the official con
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -96,3 +97,30 @@ def build_adamw(
     """AdamW over :func:`layer_decay_param_groups` (the official fine-tuning optimiser)."""
     groups = layer_decay_param_groups(model, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, prefix=prefix)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
+
+
+def warmup_cosine_factor(step: int, *, warmup_iters: int, warmup_ratio: float, max_iters: int) -> float:
+    """Learning-rate factor of the official segmentation schedule at iteration ``step``.
+
+    mmengine ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)`` then
+    ``CosineAnnealingLR(T_max=max_iters - warmup_iters, eta_min=0)``: a linear ramp from
+    ``warmup_ratio`` to 1 over ``warmup_iters`` iterations, then half a cosine from 1 to 0 at
+    ``max_iters`` (0 afterwards).
+    """
+    if step < warmup_iters:
+        return warmup_ratio + (1.0 - warmup_ratio) * step / warmup_iters
+    span = max(max_iters - warmup_iters, 1)
+    progress = min((step - warmup_iters) / span, 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_scheduler(
+    optimizer: torch.optim.Optimizer, *, warmup_iters: int, warmup_ratio: float, max_iters: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration :func:`warmup_cosine_factor` applied to every group (keeps layer-decay ratios)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: warmup_cosine_factor(
+            step, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio, max_iters=max_iters
+        ),
+    )
