@@ -1,0 +1,93 @@
+"""Encoder-decoder segmentor with mmseg ``EncoderDecoder`` names (``backbone.*``, ``decode_head.*``,
+``auxiliary_head.*``), so the official fine-tuned segmentation checkpoints load without conversion.
+
+``forward`` returns logits at the decode head's resolution (stride 4 for UperNet on ViT+RVSA);
+callers resize them (bilinear, align_corners=False) to the image or label size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from mtp.models.backbones import create_backbone
+from mtp.models.checkpoint_reader import CheckpointError, extract_state_dict, read_checkpoint
+from mtp.models.checkpoints import LoadReport, adapt_backbone_state, apply_state_dict, is_optional_backbone_key
+from mtp.models.heads.fcn import FCNHead
+from mtp.models.heads.upernet import UPerHead
+
+
+class Segmentor(nn.Module):
+    """backbone -> decode_head (+ optional auxiliary_head used for the training loss only)."""
+
+    def __init__(self, backbone: nn.Module, decode_head: nn.Module, auxiliary_head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.auxiliary_head = auxiliary_head
+
+    @property
+    def num_classes(self) -> int:
+        return self.decode_head.num_classes
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) normalised images -> logits (B, K, H/4, W/4)."""
+        return self.decode_head(self.backbone(images))
+
+    def forward_with_aux(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        feats = self.backbone(images)
+        aux = self.auxiliary_head(feats) if self.auxiliary_head is not None else None
+        return self.decode_head(feats), aux
+
+
+def build_upernet(
+    backbone: str = "vit_b_rvsa",
+    *,
+    num_classes: int,
+    img_size: int = 512,
+    channels: int = 512,
+    pretrained: str | Path | None = None,
+    aux_head: bool = False,
+    **backbone_overrides,
+) -> Segmentor:
+    """ViT+RVSA (or another registered backbone) + UperNet, the official segmentation model.
+
+    Official fine-tuning settings: drop_path_rate 0.3, channels 512, dropout 0.1, no aux head.
+    """
+    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
+    head = UPerHead(net.out_channels, num_classes, channels=channels)
+    aux = FCNHead(net.out_channels[2], num_classes) if aux_head else None
+    return Segmentor(net, head, aux)
+
+
+def load_segmentor_checkpoint(model: Segmentor, path: str | Path, *, strict: bool = True) -> LoadReport:
+    """Load a whole segmentor: an official mmseg file or an mtp (Lightning) checkpoint.
+
+    Keys ``backbone.*`` / ``decode_head.*`` / ``auxiliary_head.*`` (after removing a ``module.`` or
+    ``model.`` prefix). The backbone part gets the backbone adaptations of
+    :func:`mtp.models.load_checkpoint` (position / table resizing). A file for another number of
+    classes fails with an error saying so; an auxiliary head absent from the file is allowed.
+    """
+    path = Path(path)
+    report = LoadReport(path=path)
+    state = extract_state_dict(read_checkpoint(path), path)
+    state = {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
+    if not any(k.startswith("decode_head.") for k in state):
+        raise CheckpointError(
+            f"{path}: has no decode_head.* tensors; for backbone-only files (MAE / MTP encoder) use the "
+            "backbone's pretrained= / mtp.models.load_checkpoint"
+        )
+    backbone_part = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone_part = adapt_backbone_state(model.backbone, backbone_part, report)
+    report.ignored_keys = ["backbone." + k for k in report.ignored_keys]
+    report.resized_keys = ["backbone." + k for k in report.resized_keys]
+    merged = {"backbone." + k: v for k, v in backbone_part.items()}
+    merged.update({k: v for k, v in state.items() if not k.startswith("backbone.")})
+
+    def optional(key: str) -> bool:
+        if key.startswith("auxiliary_head."):
+            return True
+        return key.startswith("backbone.") and is_optional_backbone_key(model.backbone, key[len("backbone.") :])
+
+    return apply_state_dict(model, merged, report, strict=strict, optional=optional)
