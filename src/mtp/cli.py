@@ -64,19 +64,57 @@ def tool_backbone_shapes(argv: Sequence[str]) -> int:
     return 0
 
 
+def tool_spacenet_to_masks(argv: Sequence[str]) -> int:
+    """Convert the SpaceNet v1 release (GeoTIFF + GeoJSON) to 0/1 PNG masks with a seeded train/val split."""
+    from mtp.data.tools.spacenet import convert_spacenet_v1
+
+    parser = argparse.ArgumentParser(prog="mtp tool spacenet-to-masks", description=tool_spacenet_to_masks.__doc__)
+    parser.add_argument("--src", required=True, help="release folder (searched for 3band_*.tif, Geo_*.geojson)")
+    parser.add_argument("--out", required=True, help="output root: {train,val}/{images,labels}/*.png")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    summary = convert_spacenet_v1(args.src, args.out, val_fraction=args.val_fraction, seed=args.seed)
+    print(json.dumps({k: v for k, v in summary.items() if k != "skipped_files"}, indent=1))
+    return 0
+
+
+def tool_make_synthetic(argv: Sequence[str]) -> int:
+    """Write a small synthetic dataset in an official file format (mtp.data.synthetic)."""
+    from mtp.data.synthetic import FORMATS, write_dataset
+
+    parser = argparse.ArgumentParser(prog="mtp tool make-synthetic", description=tool_make_synthetic.__doc__)
+    parser.add_argument("--format", required=True, choices=sorted(FORMATS))
+    parser.add_argument("--out", required=True, help="output root folder")
+    parser.add_argument("--n", type=int, default=8, help="training images (per class for eurosat); val/test n//2")
+    parser.add_argument("--size", type=int, help="image size in pixels (default: the writer's, 256; eurosat 64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=["mtp", "release"], help="loveda / eurosat folder layout")
+    parser.add_argument("--variant", choices=["sota", "sior", "fast"], help="samrs set")
+    args = parser.parse_args(argv)
+    options = {k: v for k, v in (("layout", args.layout), ("variant", args.variant)) if v is not None}
+    print(write_dataset(args.format, args.out, n=args.n, size=args.size, seed=args.seed, **options))
+    return 0
+
+
 TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "backbone-shapes": tool_backbone_shapes,
+    "spacenet-to-masks": tool_spacenet_to_masks,
+    "make-synthetic": tool_make_synthetic,
 }
 
 
-def run_lightning(argv: Sequence[str]) -> int:
-    """Hand ``fit|validate|test|predict ...`` to LightningCLI (any LightningModule/DataModule)."""
+def run_lightning(argv: Sequence[str] | None) -> int:
+    """Hand ``fit|validate|test|predict ...`` to LightningCLI (any LightningModule/DataModule).
+
+    ``argv=None`` lets LightningCLI read ``sys.argv`` itself (the console entry point).
+    """
     from lightning.pytorch.cli import LightningCLI
 
     LightningCLI(
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=list(argv),
+        args=None if argv is None else list(argv),
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
@@ -84,10 +122,16 @@ def run_lightning(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_log = logging.getLogger("mtp")
+    if not package_log.handlers:
+        package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        return run_lightning(argv)
+        return run_lightning(None if from_command_line else argv)
     parser = argparse.ArgumentParser(prog="mtp", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mtp {mtp.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{fit,validate,test,predict,list-backbones,tool}")
