@@ -111,13 +111,19 @@ def run_lightning(argv: Sequence[str] | None) -> int:
     """
     from lightning.pytorch.cli import LightningCLI
 
-    LightningCLI(
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=None if argv is None else list(argv),
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    saved_argv = sys.argv
+    if argv is not None:
+        sys.argv = sys.argv[:1]  # explicit arguments only (LightningCLI warns when both are present)
+    try:
+        LightningCLI(
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=None if argv is None else list(argv),
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    finally:
+        sys.argv = saved_argv
     return 0
 
 
