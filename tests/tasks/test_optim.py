@@ -111,3 +111,18 @@ def test_warmup_cosine_schedule_matches_the_official_closed_form():
         scheduler.step()
     ratios = {round(g["lr"] / b, 12) for g, b in zip(optimizer.param_groups, base, strict=True)}
     assert ratios == {round(0.5 * (1 + math.cos(math.pi * 2 / 6)), 12)}
+
+
+def test_warmup_multistep_schedule():
+    from mtp.tasks.optim import warmup_multistep_factor
+
+    def f(step):
+        return warmup_multistep_factor(
+            step, warmup_iters=500, warmup_ratio=1e-6, steps_per_epoch=1000, milestones=(8, 11)
+        )
+
+    assert f(0) == pytest.approx(1e-6)
+    assert f(250) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
+    assert f(500) == f(7999) == 1.0
+    assert f(8000) == pytest.approx(0.1)
+    assert f(11000) == pytest.approx(0.01)

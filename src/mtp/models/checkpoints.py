@@ -231,5 +231,49 @@ def _class_count_hint(state: dict[str, Tensor], own: dict[str, Tensor], mismatch
     """' (checkpoint for 7 classes, model has 2)' when a classifier layer is what differs."""
     for key in mismatched:
         if key.endswith(("conv_seg.weight", "fc_cls.weight", "fc.weight")):
-            return f" (checkpoint for {state[key].shape[0]} classes, model has {own[key].shape[0]}: {key})"
+            background = 1 if key.endswith("fc_cls.weight") else 0  # R-CNN classifiers add a background class
+            theirs, ours = state[key].shape[0] - background, own[key].shape[0] - background
+            return f" (checkpoint for {theirs} classes, model has {ours}: {key})"
     return ""
+
+
+def load_composite_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    required_prefix: str,
+    key_map: Callable[[str], str] | None = None,
+    optional: Callable[[str], bool] | None = None,
+    strict: bool = True,
+) -> LoadReport:
+    """Load a whole model with a ``backbone`` attribute (segmentor, detector) from one file.
+
+    Removes ``module.`` / ``model.`` prefixes (DDP, Lightning), applies ``key_map`` (official names ->
+    ours), requires at least one ``required_prefix`` key (else the file is probably backbone-only),
+    adapts the ``backbone.*`` part like :func:`load_checkpoint`, then checks and loads everything.
+    ``optional(key)`` marks non-backbone keys that may be absent from the file.
+    """
+    path = Path(path)
+    report = LoadReport(path=path)
+    state = extract_state_dict(read_checkpoint(path), path)
+    key_map = key_map or (lambda key: key)
+    state = {key_map(k.removeprefix("module.").removeprefix("model.")): v for k, v in state.items()}
+    if not any(k.startswith(required_prefix) for k in state):
+        raise CheckpointError(
+            f"{path}: has no {required_prefix}* tensors; for backbone-only files (MAE / MTP encoder) use the "
+            "backbone's pretrained= / mtp.models.load_checkpoint"
+        )
+    prefix = "backbone."
+    part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    part = adapt_backbone_state(model.backbone, part, report)
+    report.ignored_keys = [prefix + k for k in report.ignored_keys]
+    report.resized_keys = [prefix + k for k in report.resized_keys]
+    merged = {prefix + k: v for k, v in part.items()}
+    merged.update({k: v for k, v in state.items() if not k.startswith(prefix)})
+
+    def is_optional(key: str) -> bool:
+        if key.startswith(prefix):
+            return is_optional_backbone_key(model.backbone, key[len(prefix) :])
+        return optional is not None and optional(key)
+
+    return apply_state_dict(model, merged, report, strict=strict, optional=is_optional)

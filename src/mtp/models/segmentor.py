@@ -12,8 +12,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from mtp.models.backbones import create_backbone
-from mtp.models.checkpoint_reader import CheckpointError, extract_state_dict, read_checkpoint
-from mtp.models.checkpoints import LoadReport, adapt_backbone_state, apply_state_dict, is_optional_backbone_key
+from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.heads.fcn import FCNHead
 from mtp.models.heads.upernet import UPerHead
 
@@ -69,25 +68,10 @@ def load_segmentor_checkpoint(model: Segmentor, path: str | Path, *, strict: boo
     :func:`mtp.models.load_checkpoint` (position / table resizing). A file for another number of
     classes fails with an error saying so; an auxiliary head absent from the file is allowed.
     """
-    path = Path(path)
-    report = LoadReport(path=path)
-    state = extract_state_dict(read_checkpoint(path), path)
-    state = {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
-    if not any(k.startswith("decode_head.") for k in state):
-        raise CheckpointError(
-            f"{path}: has no decode_head.* tensors; for backbone-only files (MAE / MTP encoder) use the "
-            "backbone's pretrained= / mtp.models.load_checkpoint"
-        )
-    backbone_part = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    backbone_part = adapt_backbone_state(model.backbone, backbone_part, report)
-    report.ignored_keys = ["backbone." + k for k in report.ignored_keys]
-    report.resized_keys = ["backbone." + k for k in report.resized_keys]
-    merged = {"backbone." + k: v for k, v in backbone_part.items()}
-    merged.update({k: v for k, v in state.items() if not k.startswith("backbone.")})
-
-    def optional(key: str) -> bool:
-        if key.startswith("auxiliary_head."):
-            return True
-        return key.startswith("backbone.") and is_optional_backbone_key(model.backbone, key[len("backbone.") :])
-
-    return apply_state_dict(model, merged, report, strict=strict, optional=optional)
+    return load_composite_checkpoint(
+        model,
+        path,
+        required_prefix="decode_head.",
+        optional=lambda key: key.startswith("auxiliary_head."),
+        strict=strict,
+    )

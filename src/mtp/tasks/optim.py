@@ -124,3 +124,19 @@ def warmup_cosine_scheduler(
             step, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio, max_iters=max_iters
         ),
     )
+
+
+def warmup_multistep_factor(
+    step: int,
+    *,
+    warmup_iters: int,
+    warmup_ratio: float,
+    steps_per_epoch: int,
+    milestones: tuple[int, ...],
+    gamma: float = 0.1,
+) -> float:
+    """Official detection schedule: ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)`` per
+    iteration, times ``MultiStepLR(milestones, gamma)`` per epoch (epoch = step // steps_per_epoch)."""
+    warm = warmup_ratio + (1.0 - warmup_ratio) * step / warmup_iters if step < warmup_iters else 1.0
+    epoch = step // max(steps_per_epoch, 1)
+    return warm * gamma ** sum(epoch >= m for m in milestones)

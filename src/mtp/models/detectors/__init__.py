@@ -1,0 +1,1 @@
+"""Detectors composed from parts (torchvision style): horizontal and oriented."""
