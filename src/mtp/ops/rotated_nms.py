@@ -27,29 +27,44 @@ from mtp.ops.rotated_iou import rotated_iou
 
 _CHECK_EVERY = 4
 _PAIR_CHUNK = 1 << 20  # candidate-mask entries per chunk
+_ALIGNED_CHUNK = 1 << 16  # pairs per exact-IoU evaluation (bounds temporary memory to ~100 MB)
 
 
 def _suppression_edges(boxes: Tensor, iou_threshold: float, labels: Tensor | None) -> tuple[Tensor, Tensor]:
     """Score-sorted (N, 5) rboxes -> (src, dst) int64 positions with src < dst and IoU > threshold
-    (and equal labels when given)."""
-    n = boxes.shape[0]
-    hb = rbox_to_hbox(boxes)
-    ok = boxes[:, 2] * boxes[:, 3] >= 1e-14
+    (and equal labels when given). With labels, candidate pairs are only formed inside each label's
+    group (sum of n_c^2 instead of N^2 prefilter work)."""
+    if labels is None or labels.numel() == 0:
+        return _edges_in_group(boxes, iou_threshold, torch.arange(boxes.shape[0], device=boxes.device))
+    by_label = torch.sort(labels, stable=True)  # keeps the score order inside each label
+    counts = torch.unique_consecutive(by_label.values, return_counts=True)[1].tolist()
+    srcs, dsts = [], []
+    for group in torch.split(by_label.indices, counts):
+        src, dst = _edges_in_group(boxes, iou_threshold, group)
+        srcs.append(src)
+        dsts.append(dst)
+    return torch.cat(srcs), torch.cat(dsts)
+
+
+def _edges_in_group(boxes: Tensor, iou_threshold: float, members: Tensor) -> tuple[Tensor, Tensor]:
+    """Edges among ``members`` (increasing positions in the score order)."""
+    n = members.numel()
+    sub = boxes[members]
+    hb = rbox_to_hbox(sub)
+    ok = sub[:, 2] * sub[:, 3] >= 1e-14
     pos = torch.arange(n, device=boxes.device)
     rows = max(1, _PAIR_CHUNK // max(n, 1))
-    srcs, dsts = [], []
+    srcs, dsts = [members.new_zeros(0)], [members.new_zeros(0)]
     for r0 in range(0, n, rows):
         a, b = hb[r0 : r0 + rows, None], hb[None, r0:]
         cand = (a[..., 0] <= b[..., 2]) & (b[..., 0] <= a[..., 2]) & (a[..., 1] <= b[..., 3]) & (b[..., 1] <= a[..., 3])
         cand &= pos[r0 : r0 + rows, None] < pos[None, r0:]
         cand &= ok[r0 : r0 + rows, None] & ok[None, r0:]
-        if labels is not None:
-            cand &= labels[r0 : r0 + rows, None] == labels[None, r0:]
         ii, jj = cand.nonzero(as_tuple=True)
         ii, jj = ii + r0, jj + r0
-        sel = rotated_iou(boxes[ii], boxes[jj], aligned=True) > iou_threshold
-        srcs.append(ii[sel])
-        dsts.append(jj[sel])
+        sel = rotated_iou(sub[ii], sub[jj], aligned=True, chunk_size=_ALIGNED_CHUNK) > iou_threshold
+        srcs.append(members[ii[sel]])
+        dsts.append(members[jj[sel]])
     return torch.cat(srcs), torch.cat(dsts)
 
 
