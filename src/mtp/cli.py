@@ -91,9 +91,80 @@ def tool_make_synthetic(argv: Sequence[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["mtp", "release"], help="loveda / eurosat folder layout")
     parser.add_argument("--variant", choices=["sota", "sior", "fast"], help="samrs set")
+    parser.add_argument("--object-scale", type=float, help="dota: multiply object sizes (1.0 ~ 0.5 m/px)")
     args = parser.parse_args(argv)
-    options = {k: v for k, v in (("layout", args.layout), ("variant", args.variant)) if v is not None}
+    chosen = (("layout", args.layout), ("variant", args.variant), ("object_scale", args.object_scale))
+    options = {k: v for k, v in chosen if v is not None}
     print(write_dataset(args.format, args.out, n=args.n, size=args.size, seed=args.seed, **options))
+    return 0
+
+
+def tool_dota_split(argv: Sequence[str]) -> int:
+    """Split DOTA images (+ labelTxt) into overlapping patches like mmrotate's splitter (ss / ms presets)."""
+    from mtp.data.tools.dota_split import PRESETS, split_dota
+
+    parser = argparse.ArgumentParser(prog="mtp tool dota-split", description=tool_dota_split.__doc__)
+    parser.add_argument("--images", required=True, help="folder of the original images")
+    parser.add_argument("--ann", help="folder of DOTA txt labels (omit for the test set)")
+    parser.add_argument("--out", required=True, help="output root: images/*.png and annfiles/*.txt")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="ss", help="ss: 1024/200; ms: rates 0.5/1/1.5")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: in this process)")
+    args = parser.parse_args(argv)
+    summary = split_dota(args.images, args.ann, args.out, workers=args.workers, **PRESETS[args.preset])
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def tool_dota_eval(argv: Sequence[str]) -> int:
+    """Evaluate DOTA Task1 result files against labelTxt files (devkit or mmrotate rule), print per-class AP."""
+    from mtp.metrics.dota import format_ap_table
+    from mtp.metrics.dota_io import evaluate_task1_dirs
+
+    parser = argparse.ArgumentParser(prog="mtp tool dota-eval", description=tool_dota_eval.__doc__)
+    parser.add_argument("--det", required=True, help="folder of Task1_<class>.txt files")
+    parser.add_argument("--ann", required=True, help="folder of DOTA labelTxt files (one per image)")
+    parser.add_argument("--version", choices=["1.0", "1.5", "2.0"], default="1.0", help="DOTA class list")
+    parser.add_argument("--classes", help="comma-separated class list (overrides --version)")
+    parser.add_argument(
+        "--mode", choices=["devkit", "mmrotate"], default="devkit", help="devkit: official server; mmrotate: local"
+    )
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (devkit: >, mmrotate: >=)")
+    parser.add_argument("--ap", choices=["11points", "area"], default="11points", help="AP integration")
+    parser.add_argument(
+        "--difficult",
+        choices=["auto", "ignore", "count"],
+        default="auto",
+        help="auto: devkit ignores difficult (v1.0/2.0 script) but counts it for 1.5; mmrotate counts it",
+    )
+    parser.add_argument("--json", help="write the result (AP per class, npos, mAP) to this json file")
+    args = parser.parse_args(argv)
+    if args.classes:
+        class_names = [c.strip() for c in args.classes.split(",") if c.strip()]
+    else:
+        from mtp.data.datasets.rotated import DOTA_CLASSES
+
+        class_names = list(DOTA_CLASSES[args.version])
+    auto_ignore = args.mode == "devkit" and args.version != "1.5"  # the v1.5 script forces difficult = 0
+    ignore = auto_ignore if args.difficult == "auto" else args.difficult == "ignore"
+    result = evaluate_task1_dirs(
+        args.det, args.ann, class_names, mode=args.mode, iou_thr=args.iou, ap_mode=args.ap, ignore_difficult=ignore
+    )
+    print(format_ap_table(result))
+    if args.json:
+        summary = {
+            "mode": args.mode,
+            "iou_thr": args.iou,
+            "ap_mode": args.ap,
+            "ignore_difficult": ignore,
+            "classes": class_names,
+            "mAP": result["mAP"],
+            "AP": result["AP"],
+            "npos": result["npos"],
+            "num_dets": result["num_dets"],
+            "recall": {k: float(v[-1]) if len(v) else 0.0 for k, v in result["recall"].items()},
+        }
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
     return 0
 
 
@@ -101,6 +172,8 @@ TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "backbone-shapes": tool_backbone_shapes,
     "spacenet-to-masks": tool_spacenet_to_masks,
     "make-synthetic": tool_make_synthetic,
+    "dota-split": tool_dota_split,
+    "dota-eval": tool_dota_eval,
 }
 
 

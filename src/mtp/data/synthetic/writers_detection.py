@@ -54,14 +54,20 @@ def dota_lines(scene: Scene, mapping: Callable = to_dota, *, header: bool = Fals
 
 
 def write_dota(
-    root: str | Path, *, seed: int = 0, n: int = 8, size: int | tuple[int, int] = 256, header: bool = True
+    root: str | Path,
+    *,
+    seed: int = 0,
+    n: int = 8,
+    size: int | tuple[int, int] = 256,
+    header: bool = True,
+    object_scale: float = 1.0,
 ) -> DatasetSummary:
     """DOTA v1.0 release style: ``root/images/P<NNNN>.png`` and ``root/labelTxt/P<NNNN>.txt`` (NNNN from 0000),
     txt lines as :func:`dota_lines` with the ``imagesource``/``gsd`` header when ``header``; classes from
     ``DOTA_V1_CLASSES`` (small-vehicle, large-vehicle, ship, plane, storage-tank occur). Scenes: the
-    object-rich scene classes."""
+    object-rich scene classes. ``object_scale`` multiplies every object size (1.0 ~ 0.5 m/px, DOTA-like)."""
     root = Path(root)
-    gen = SceneGenerator(seed, size, scene_classes=OBJECT_SCENES)
+    gen = SceneGenerator(seed, size, scene_classes=OBJECT_SCENES, object_scale=object_scale)
     summary = DatasetSummary("dota", root)
     for k in range(n):
         scene = gen.scene(k)
