@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from mtp.models.backbones import create_backbone
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
-from mtp.models.detectors.oriented_rcnn.roi_head import OrientedRoIHead, Shared2FCBBoxHead
-from mtp.models.detectors.oriented_rcnn.rpn import OrientedRPNHead
+from mtp.models.detectors.oriented_rcnn.roi_head import OrientedRoIHead, RCNNConfig, Shared2FCBBoxHead
+from mtp.models.detectors.oriented_rcnn.rpn import OrientedRPNHead, RPNConfig
 from mtp.models.necks.fpn import FPN, mmdet_fpn_key_to_ours
 
 
@@ -55,21 +55,21 @@ def build_oriented_rcnn(
     img_size: int = 1024,
     pretrained: str | Path | None = None,
     fpn_channels: int = 256,
+    rpn_cfg: RPNConfig | None = None,
+    rcnn_cfg: RCNNConfig | None = None,
     **backbone_overrides,
 ) -> OrientedRCNN:
     """ViT+RVSA detection copy (``RVSA_MTP_branches``: no global rel-pos tables) + FPN + Oriented R-CNN.
 
-    Official fine-tuning: ``drop_path_rate=0.3, use_checkpoint=True``.
+    Official fine-tuning: ``drop_path_rate=0.3, use_checkpoint=True``; ``rpn_cfg`` / ``rcnn_cfg``
+    default to the official train/test settings.
     """
     backbone_overrides.setdefault("global_rel_pos", False)
     net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
     neck = FPN(net.out_channels, fpn_channels)
-    return OrientedRCNN(
-        net,
-        neck,
-        OrientedRPNHead(fpn_channels),
-        OrientedRoIHead(Shared2FCBBoxHead(num_classes, in_channels=fpn_channels)),
-    )
+    rpn = OrientedRPNHead(fpn_channels, cfg=rpn_cfg)
+    roi = OrientedRoIHead(Shared2FCBBoxHead(num_classes, in_channels=fpn_channels), cfg=rcnn_cfg)
+    return OrientedRCNN(net, neck, rpn, roi)
 
 
 def official_to_ours(key: str) -> str:
