@@ -230,8 +230,8 @@ def apply_state_dict(
 def _class_count_hint(state: dict[str, Tensor], own: dict[str, Tensor], mismatched: list[str]) -> str:
     """' (checkpoint for 7 classes, model has 2)' when a classifier layer is what differs."""
     for key in mismatched:
-        if key.endswith(("conv_seg.weight", "fc_cls.weight", "fc.weight")):
-            background = 1 if key.endswith("fc_cls.weight") else 0  # R-CNN classifiers add a background class
+        if key.endswith(("conv_seg.weight", "fc_cls.weight", "cls_score.weight", "fc.weight")):
+            background = 1 if key.endswith(("fc_cls.weight", "cls_score.weight")) else 0  # R-CNN: + background
             theirs, ours = state[key].shape[0] - background, own[key].shape[0] - background
             return f" (checkpoint for {theirs} classes, model has {ours}: {key})"
     return ""
@@ -243,29 +243,35 @@ def load_composite_checkpoint(
     *,
     required_prefix: str,
     key_map: Callable[[str], str] | None = None,
+    convert: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
     optional: Callable[[str], bool] | None = None,
+    backbone_prefix: str = "backbone.",
     strict: bool = True,
 ) -> LoadReport:
-    """Load a whole model with a ``backbone`` attribute (segmentor, detector) from one file.
+    """Load a whole model (segmentor, detector) whose encoder sits under ``backbone_prefix`` from one file.
 
     Removes ``module.`` / ``model.`` prefixes (DDP, Lightning), applies ``key_map`` (official names ->
-    ours), requires at least one ``required_prefix`` key (else the file is probably backbone-only),
-    adapts the ``backbone.*`` part like :func:`load_checkpoint`, then checks and loads everything.
-    ``optional(key)`` marks non-backbone keys that may be absent from the file.
+    ours) and then ``convert`` (whole-dict tensor rewrites, e.g. classifier row orders), requires at
+    least one ``required_prefix`` key (else the file is probably backbone-only), adapts the encoder
+    part like :func:`load_checkpoint`, then checks and loads everything. ``optional(key)`` marks
+    non-encoder keys that may be absent from the file.
     """
     path = Path(path)
     report = LoadReport(path=path)
     state = extract_state_dict(read_checkpoint(path), path)
     key_map = key_map or (lambda key: key)
     state = {key_map(k.removeprefix("module.").removeprefix("model.")): v for k, v in state.items()}
+    if convert is not None:
+        state = convert(state)
     if not any(k.startswith(required_prefix) for k in state):
         raise CheckpointError(
             f"{path}: has no {required_prefix}* tensors; for backbone-only files (MAE / MTP encoder) use the "
             "backbone's pretrained= / mtp.models.load_checkpoint"
         )
-    prefix = "backbone."
+    prefix = backbone_prefix
+    encoder = model.get_submodule(prefix.rstrip("."))
     part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    part = adapt_backbone_state(model.backbone, part, report)
+    part = adapt_backbone_state(encoder, part, report)
     report.ignored_keys = [prefix + k for k in report.ignored_keys]
     report.resized_keys = [prefix + k for k in report.resized_keys]
     merged = {prefix + k: v for k, v in part.items()}
@@ -273,7 +279,7 @@ def load_composite_checkpoint(
 
     def is_optional(key: str) -> bool:
         if key.startswith(prefix):
-            return is_optional_backbone_key(model.backbone, key[len(prefix) :])
+            return is_optional_backbone_key(encoder, key[len(prefix) :])
         return optional is not None and optional(key)
 
     return apply_state_dict(model, merged, report, strict=strict, optional=is_optional)

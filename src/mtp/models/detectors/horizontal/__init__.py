@@ -1,0 +1,1 @@
+"""Horizontal detectors (Faster R-CNN, Mask R-CNN, RetinaNet) from torchvision parts."""
