@@ -168,12 +168,49 @@ def tool_dota_eval(argv: Sequence[str]) -> int:
     return 0
 
 
+def tool_dior_to_coco(argv: Sequence[str]) -> int:
+    """Convert DIOR horizontal VOC xml to DIOR_{trainval,test}_coco.json (the official converter's output)."""
+    from mtp.data.tools.dior_coco import dior_to_coco
+
+    parser = argparse.ArgumentParser(prog="mtp tool dior-to-coco", description=tool_dior_to_coco.__doc__)
+    parser.add_argument("--root", required=True, help="DIOR root: ImageSets/Main, JPEGImages-*, Annotations")
+    parser.add_argument("--out", required=True, help="output folder for the jsons (the root for the config layout)")
+    splits = ["trainval", "train", "val", "test"]
+    parser.add_argument("--splits", nargs="+", default=["trainval", "test"], choices=splits)
+    parser.add_argument("--first-category-id", type=int, default=0, help="id of the first class (official: 0)")
+    args = parser.parse_args(argv)
+    summary = dior_to_coco(args.root, args.out, splits=args.splits, first_category_id=args.first_category_id)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def tool_xview_to_coco(argv: Sequence[str]) -> int:
+    """Tile the xView release (GeoJSON + GeoTIFFs) into 416-px PNGs with COCO jsons and a seeded train/val split."""
+    from mtp.data.tools.xview import convert_xview
+
+    parser = argparse.ArgumentParser(prog="mtp tool xview-to-coco", description=tool_xview_to_coco.__doc__)
+    parser.add_argument("--geojson", required=True, help="xView_train.geojson")
+    parser.add_argument("--images", required=True, help="folder of the release images (train_images/*.tif)")
+    parser.add_argument("--out", required=True, help="output root: {train,val}/images/*.png, xview_*_coco_format.json")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--num-train", type=int, help="train images (overrides --val-fraction; official: 700)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tile", type=int, default=416)
+    args = parser.parse_args(argv)
+    summary = convert_xview(args.geojson, args.images, args.out, val_fraction=args.val_fraction, seed=args.seed,
+                            num_train=args.num_train, tile=args.tile)  # fmt: skip
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "backbone-shapes": tool_backbone_shapes,
     "spacenet-to-masks": tool_spacenet_to_masks,
     "make-synthetic": tool_make_synthetic,
     "dota-split": tool_dota_split,
     "dota-eval": tool_dota_eval,
+    "dior-to-coco": tool_dior_to_coco,
+    "xview-to-coco": tool_xview_to_coco,
 }
 
 

@@ -24,6 +24,7 @@ from mtp.data.synthetic.writers_common import DatasetSummary
 from mtp.data.synthetic.writers_detection import write_dior, write_dota, write_fair1m
 from mtp.data.synthetic.writers_instances import write_coco, write_samrs
 from mtp.data.synthetic.writers_segmentation import write_eurosat, write_levir_cd, write_loveda, write_spacenet
+from mtp.data.synthetic.writers_xview import write_xview
 
 __all__ = [
     "DIOR_CLASSES",
@@ -56,4 +57,5 @@ __all__ = [
     "write_loveda",
     "write_samrs",
     "write_spacenet",
+    "write_xview",
 ]

@@ -1,7 +1,8 @@
 """Registry of the dataset writers: ``write_dataset(format, root, n=..., size=..., seed=...)``.
 
-``n`` is the number of training images (images per class for EuroSAT, tiles for SpaceNet/DOTA); val and test
-splits get ``max(1, n // 2)`` images. ``size`` defaults to each writer's default (256; EuroSAT 64).
+``n`` is the number of training images (images per class for EuroSAT, tiles for SpaceNet/DOTA, release images
+for xView); val and test splits get ``max(1, n // 2)`` images. ``size`` defaults to each writer's default (256;
+EuroSAT 64; xView 640).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from mtp.data.synthetic.writers_common import DatasetSummary
 from mtp.data.synthetic.writers_detection import write_dior, write_dota, write_fair1m
 from mtp.data.synthetic.writers_instances import write_coco, write_samrs
 from mtp.data.synthetic.writers_segmentation import write_eurosat, write_levir_cd, write_loveda, write_spacenet
+from mtp.data.synthetic.writers_xview import write_xview
 
 
 def _splits(n: int, *names: str) -> dict[str, int]:
@@ -30,6 +32,7 @@ FORMATS: dict[str, tuple[Callable[..., DatasetSummary], Callable[[int], dict]]] 
     "fair1m": (write_fair1m, lambda n: _splits(n, "n_train", "n_val")),
     "coco": (write_coco, lambda n: _splits(n, "n_train", "n_val")),
     "samrs": (write_samrs, lambda n: _splits(n, "n_train", "n_val")),
+    "xview": (write_xview, lambda n: {"n": n}),
 }
 
 
