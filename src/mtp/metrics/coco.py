@@ -268,4 +268,3 @@ def classwise_table(results: Mapping[str, Mapping[str, Any]], keys: Sequence[str
     ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
-

@@ -129,6 +129,7 @@ def write_dior(
     n_val: int = 2,
     n_test: int = 2,
     size: int | tuple[int, int] = 256,
+    object_scale: float = 1.0,
 ) -> DatasetSummary:
     """DIOR + DIOR-R release layout (ids ``00001``.. in train, val, test order; official images are 800 x 800):
     ``root/JPEGImages-trainval/<id>.jpg`` (train + val), ``root/JPEGImages-test/<id>.jpg``,
@@ -136,7 +137,7 @@ def write_dior(
     ``root/Annotations/Oriented Bounding Boxes/<id>.xml`` (DIOR-R ``robndbox``) and
     ``root/ImageSets/Main/{train,val,test,trainval}.txt`` (one id per line). Classes: ``DIOR_CLASSES``."""
     root = Path(root)
-    gen = SceneGenerator(seed, size, scene_classes=OBJECT_SCENES)
+    gen = SceneGenerator(seed, size, scene_classes=OBJECT_SCENES, object_scale=object_scale)
     summary = DatasetSummary("dior", root)
     ids: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for split, _, k in splits({"train": n_train, "val": n_val, "test": n_test}):

@@ -61,13 +61,19 @@ def coco_annotation(obj: SceneObject, ann_id: int, image_id: int, category_id: i
 
 
 def write_coco(
-    root: str | Path, *, seed: int = 0, n_train: int = 4, n_val: int = 2, size: int | tuple[int, int] = 256
+    root: str | Path,
+    *,
+    seed: int = 0,
+    n_train: int = 4,
+    n_val: int = 2,
+    size: int | tuple[int, int] = 256,
+    object_scale: float = 1.0,
 ) -> DatasetSummary:
     """COCO instance segmentation: ``root/{train,val}/<k:06d>.png`` and ``root/annotations/instances_{train,val}.json``
     with ``images`` {id (from 1), file_name, height, width, scene_class}, ``annotations`` (see
     :func:`coco_annotation`, ids from 1) and ``categories`` = ``OBJECT_CLASSES`` with ids 1..6 (COCO style)."""
     root = Path(root)
-    gen = SceneGenerator(seed, size, scene_classes=OBJECT_SCENES)
+    gen = SceneGenerator(seed, size, scene_classes=OBJECT_SCENES, object_scale=object_scale)
     summary = DatasetSummary("coco", root)
     categories = [{"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(OBJECT_CLASSES)]
     data = {s: {"info": {"description": "mtp synthetic"}, "images": [], "annotations": [], "categories": categories}
