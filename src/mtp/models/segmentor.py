@@ -66,12 +66,13 @@ def load_segmentor_checkpoint(model: Segmentor, path: str | Path, *, strict: boo
     Keys ``backbone.*`` / ``decode_head.*`` / ``auxiliary_head.*`` (after removing a ``module.`` or
     ``model.`` prefix). The backbone part gets the backbone adaptations of
     :func:`mtp.models.load_checkpoint` (position / table resizing). A file for another number of
-    classes fails with an error saying so; an auxiliary head absent from the file is allowed.
+    classes fails with an error saying so; an auxiliary head absent from the file is allowed, and so is
+    a missing ``conv_seg`` (decoder-reuse files from pretraining: it keeps its initialisation).
     """
     return load_composite_checkpoint(
         model,
         path,
         required_prefix="decode_head.",
-        optional=lambda key: key.startswith("auxiliary_head."),
+        optional=lambda key: key.startswith(("auxiliary_head.", "decode_head.conv_seg.")),
         strict=strict,
     )

@@ -90,7 +90,10 @@ def rcnn_background_first(state: dict[str, Tensor], mmdet_keys: set[str]) -> dic
 def load_mmdet_detector(
     model: nn.Module, path: str | Path, *, retinanet: bool = False, strict: bool = True
 ) -> LoadReport:
-    """Load an official mmdet file (or an mtp checkpoint of the same model) into our detector."""
+    """Load an official mmdet file (or an mtp checkpoint of the same model) into our detector.
+
+    R-CNN files without the final classifier / mask logits (decoder reuse from MTP pretraining,
+    ``mtp tool reuse-decoder``) leave those layers at their initialisation."""
     if retinanet:
         return load_composite_checkpoint(
             model, path, required_prefix="head.", key_map=mmdet_retinanet_key, backbone_prefix="backbone.body.",
@@ -105,4 +108,5 @@ def load_mmdet_detector(
     return load_composite_checkpoint(
         model, path, required_prefix="roi_heads.", key_map=key_map,
         convert=lambda state: rcnn_background_first(state, seen), backbone_prefix="backbone.body.", strict=strict,
+        optional=lambda key: key.startswith(("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")),
     )  # fmt: skip

@@ -106,7 +106,7 @@ def _vit_fpn(backbone: str, img_size: int, pretrained, fpn_channels: int, overri
     return ViTWithFPN(body, FPN(body.out_channels, fpn_channels))
 
 
-def _rpn(fpn_channels: int, train_post_nms: int) -> MMDetRPN:
+def build_rcnn_rpn(fpn_channels: int, train_post_nms: int) -> MMDetRPN:
     anchors = UnroundedAnchorGenerator(((32.0,), (64.0,), (128.0,), (256.0,), (512.0,)), ((0.5, 1.0, 2.0),) * 5)
     head = RPNHead(fpn_channels, 3)
     for conv in head.modules():
@@ -128,7 +128,7 @@ def _rpn(fpn_channels: int, train_post_nms: int) -> MMDetRPN:
     return rpn
 
 
-def _roi_heads(num_classes: int, fpn_channels: int, match_low_quality: bool, with_mask: bool) -> MMDetRoIHeads:
+def build_rcnn_roi_heads(num_classes: int, fpn_channels: int, match_low_quality: bool, with_mask: bool) -> MMDetRoIHeads:
     box_head = TwoMLPHead(fpn_channels * 7 * 7, 1024)
     predictor = FastRCNNPredictor(1024, num_classes + 1)
     nn.init.normal_(predictor.cls_score.weight, std=0.01)
@@ -172,8 +172,8 @@ def build_faster_rcnn(
     cls = MaskRCNN if with_mask else FasterRCNN
     model = cls(body, num_classes=num_classes + 1)  # torchvision defaults, replaced below by the mmdet-like parts
     model.transform = PrebatchedTransform(32)
-    model.rpn = _rpn(fpn_channels, train_post_nms=1000)
-    model.roi_heads = _roi_heads(num_classes, fpn_channels, match_low_quality=with_mask, with_mask=with_mask)
+    model.rpn = build_rcnn_rpn(fpn_channels, train_post_nms=1000)
+    model.roi_heads = build_rcnn_roi_heads(num_classes, fpn_channels, match_low_quality=with_mask, with_mask=with_mask)
     return model
 
 

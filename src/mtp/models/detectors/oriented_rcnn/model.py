@@ -86,6 +86,10 @@ def load_oriented_rcnn_checkpoint(model: OrientedRCNN, path: str | Path, *, stri
 
     ``backbone.*`` gets the backbone adaptations (position-embedding resizing, ...), FPN names are
     mapped, ``rpn_head.*`` / ``roi_head.bbox_head.*`` load as they are. A file for another number
-    of classes fails with a clear error.
+    of classes fails with a clear error; a file without ``fc_cls`` / ``fc_reg`` (decoder reuse from MTP
+    pretraining, ``mtp tool reuse-decoder``) leaves them at their initialisation.
     """
-    return load_composite_checkpoint(model, path, required_prefix="roi_head.", key_map=official_to_ours, strict=strict)
+    return load_composite_checkpoint(
+        model, path, required_prefix="roi_head.", key_map=official_to_ours, strict=strict,
+        optional=lambda key: key.startswith(("roi_head.bbox_head.fc_cls.", "roi_head.bbox_head.fc_reg.")),
+    )  # fmt: skip
