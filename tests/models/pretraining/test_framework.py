@@ -17,7 +17,8 @@ KEYS_MD = Path(__file__).parents[3].parent / "shared" / "reference" / "official-
 def official_decoder_keys() -> dict[str, tuple[int, ...]]:
     text = KEYS_MD.read_text()
     section = text[text.index("### 4.2") : text.index("### 4.3")]
-    return {k: tuple(int(x) for x in s.split(",") if x.strip()) for k, s in re.findall(r"^(\S+)  \[([\d, ]*)\]", section, re.M)}
+    rows = re.findall(r"^(\S+)  \[([\d, ]*)\]", section, re.M)
+    return {k: tuple(int(x) for x in s.split(",") if x.strip()) for k, s in rows}
 
 
 def test_whole_model_has_the_official_keys_shapes_and_order():

@@ -25,9 +25,14 @@ def save_official(model, path, **extra):
 
 
 def test_names_map_both_ways():
-    for ours in ("inssegdecoder.neck.fpn.inner_blocks.2.0.weight", "rotdetdecoder.neck.fpn.layer_blocks.0.0.bias",
-                 "inssegdecoder.rpn.head.conv.0.0.weight", "inssegdecoder.roi_heads.box_head.fc7.bias",
-                 "inssegdecoder.roi_heads.mask_head.3.0.weight", "inssegdecoder.roi_heads.mask_head.upsample.bias"):  # fmt: skip
+    for ours in (
+        "inssegdecoder.neck.fpn.inner_blocks.2.0.weight",
+        "rotdetdecoder.neck.fpn.layer_blocks.0.0.bias",
+        "inssegdecoder.rpn.head.conv.0.0.weight",
+        "inssegdecoder.roi_heads.box_head.fc7.bias",
+        "inssegdecoder.roi_heads.mask_head.3.0.weight",
+        "inssegdecoder.roi_heads.mask_head.upsample.bias",
+    ):
         assert official_to_ours(ours_to_official(ours)) == ours and ours_to_official(ours) != ours
     assert ours_to_official("rotdetdecoder.rpn_head.rpn_reg.weight") == "rotdetdecoder.rpn_head.rpn_reg.weight"
 

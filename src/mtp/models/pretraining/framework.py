@@ -202,7 +202,8 @@ class MultiTaskPretrainModel(nn.Module):
 
     def select_instance_heads(self, dataset: str) -> None:
         k, heads = self.k(dataset), self.inssegdecoder.roi_heads
-        heads.box_predictor.select(getattr(self, f"inssegroiboxhead_fc_cls{k}"), getattr(self, f"inssegroiboxhead_fc_reg{k}"))
+        fc_cls, fc_reg = getattr(self, f"inssegroiboxhead_fc_cls{k}"), getattr(self, f"inssegroiboxhead_fc_reg{k}")
+        heads.box_predictor.select(fc_cls, fc_reg)
         heads.mask_predictor.select(getattr(self, f"inssegroimaskhead_conv{k}"))
 
     def instance(self, dataset: str, feats: Sequence[Tensor], batch: Mapping, with_targets: bool):

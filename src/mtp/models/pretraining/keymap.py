@@ -84,7 +84,11 @@ def encoder_state_dict(model: MultiTaskPretrainModel) -> dict[str, Tensor]:
 
 
 def load_mtp_checkpoint(
-    model: MultiTaskPretrainModel, path: str | Path, *, strict: bool = True, optional: Callable[[str], bool] | None = None
+    model: MultiTaskPretrainModel,
+    path: str | Path,
+    *,
+    strict: bool = True,
+    optional: Callable[[str], bool] | None = None,
 ) -> LoadReport:
     """Load an official MTP whole-model file (``Iter_*_pretrn_model.pth``) or an mtp checkpoint of this model.
 
@@ -92,11 +96,12 @@ def load_mtp_checkpoint(
     Per-dataset layers of datasets or tasks this model does not have are reported as unexpected (an error
     with ``strict=True``; ``strict=False`` loads the rest, e.g. to continue on a subset).
     """
+
     def is_optional(key: str) -> bool:
         return optional is not None and optional(key)
 
     decoder = {"ss": "semsegdecoder.", "is": "inssegdecoder.", "rd": "rotdetdecoder."}[model.tasks[0]]
     return load_composite_checkpoint(
-        model, path, required_prefix=decoder, key_map=official_to_ours, optional=is_optional, backbone_prefix="encoder.",
-        strict=strict,
+        model, path, required_prefix=decoder, key_map=official_to_ours, optional=is_optional,
+        backbone_prefix="encoder.", strict=strict,
     )  # fmt: skip

@@ -128,7 +128,9 @@ def build_rcnn_rpn(fpn_channels: int, train_post_nms: int) -> MMDetRPN:
     return rpn
 
 
-def build_rcnn_roi_heads(num_classes: int, fpn_channels: int, match_low_quality: bool, with_mask: bool) -> MMDetRoIHeads:
+def build_rcnn_roi_heads(
+    num_classes: int, fpn_channels: int, match_low_quality: bool, with_mask: bool
+) -> MMDetRoIHeads:
     box_head = TwoMLPHead(fpn_channels * 7 * 7, 1024)
     predictor = FastRCNNPredictor(1024, num_classes + 1)
     nn.init.normal_(predictor.cls_score.weight, std=0.01)
