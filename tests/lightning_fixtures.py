@@ -56,3 +56,30 @@ class RandomImages(L.LightningDataModule):
         return DataLoader(self.data, batch_size=self.batch_size)
 
     train_dataloader = val_dataloader = test_dataloader = predict_dataloader = _loader
+
+
+class RecordSeenFiles(L.Callback):
+    """Test helper: writes ``<out>/rank<r>.json`` with the image paths this rank trained on and a checksum
+    of its final weights (the DDP test compares ranks)."""
+
+    def __init__(self, out: str) -> None:
+        self.out, self.seen = out, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for value in batch.values():
+            self.seen += list(value.get("image_path", []))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+        from pathlib import Path
+
+        weights = [p.detach().double() for p in pl_module.parameters()]
+        record = {
+            "seen": self.seen,
+            "weight_sum": float(sum(w.sum() for w in weights)),
+            "weight_abs_sum": float(sum(w.abs().sum() for w in weights)),
+            "world_size": trainer.world_size,
+        }
+        path = Path(self.out) / f"rank{trainer.global_rank}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))

@@ -203,6 +203,48 @@ def tool_xview_to_coco(argv: Sequence[str]) -> int:
     return 0
 
 
+def tool_samrs_to_coco(argv: Sequence[str]) -> int:
+    """Convert SAMRS instance pickles ({label, mask RLE} per instance) to COCO jsons (official convert_pkl_json)."""
+    from mtp.data.tools.samrs_coco import samrs_to_coco
+
+    parser = argparse.ArgumentParser(prog="mtp tool samrs-to-coco", description=tool_samrs_to_coco.__doc__)
+    parser.add_argument("--dataset", required=True, choices=["sota", "sior", "fast"], help="class list and json name")
+    parser.add_argument("--lists", required=True, help="folder with the split lists {train,valid}.txt (image stems)")
+    parser.add_argument("--images", required=True, help="image folder (<stem>.png; SIOR <stem>.jpg)")
+    parser.add_argument("--pickles", required=True, help="instance pickles <stem>.pkl (rhbox_segs_init/ins)")
+    parser.add_argument("--out", required=True, help="output folder (the set's base folder for SAMRSDataset)")
+    parser.add_argument("--splits", nargs="+", default=["train", "valid"])
+    parser.add_argument("--prefix", help="json name prefix (default: sota_rbb | sior | fast, as the reader expects)")
+    args = parser.parse_args(argv)
+    summary = samrs_to_coco(args.lists, args.images, args.pickles, args.out, args.dataset, splits=args.splits,
+                            prefix=args.prefix)  # fmt: skip
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def tool_reuse_decoder(argv: Sequence[str]) -> int:
+    """Turn an MTP pretraining checkpoint into a fine-tuning checkpoint (decoder reuse; change_ckpt)."""
+    from mtp.models.pretraining.reuse import REUSE_TASKS, reuse_decoder
+    from mtp.tasks.pretraining_checkpoints import atomic_torch_save
+
+    parser = argparse.ArgumentParser(prog="mtp tool reuse-decoder", description=tool_reuse_decoder.__doc__)
+    parser.add_argument("--ckpt", required=True, help="official Iter_*/last_* whole-model file or an mtp checkpoint")
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=REUSE_TASKS,
+        help="rd: Oriented R-CNN, is: Mask R-CNN, hd: Faster R-CNN, ss: UperNet (256 channels)",
+    )
+    parser.add_argument("--dataset", choices=["sota", "sior", "fast"], help="also copy this dataset's final layers")
+    parser.add_argument("--official", action="store_true", help="exact scripts/change_ckpt.py output (task rd)")
+    parser.add_argument("--out", required=True, help="output .pth")
+    args = parser.parse_args(argv)
+    state = reuse_decoder(args.ckpt, args.task, dataset=args.dataset, official=args.official)
+    atomic_torch_save({"state_dict": state}, args.out)
+    print(f"wrote {args.out}: {len(state)} tensors for task {args.task}")
+    return 0
+
+
 TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "backbone-shapes": tool_backbone_shapes,
     "spacenet-to-masks": tool_spacenet_to_masks,
@@ -211,6 +253,8 @@ TOOLS: dict[str, Callable[[Sequence[str]], int]] = {
     "dota-eval": tool_dota_eval,
     "dior-to-coco": tool_dior_to_coco,
     "xview-to-coco": tool_xview_to_coco,
+    "samrs-to-coco": tool_samrs_to_coco,
+    "reuse-decoder": tool_reuse_decoder,
 }
 
 

@@ -125,6 +125,10 @@ class MultiTaskPretrainModel(nn.Module):
             they have C outputs and background pixels are ignored (the official code instead keeps the
             +1 shift, which overflows FAST's head — mtp-facts.md §1.4).
         channels: decoder width (256).
+        joint_semantic_trunk: run the UPerHead trunk once on all datasets' images instead of once per dataset
+            (official). Its BatchNorm then normalises over the union of the datasets, which allows one image
+            per dataset and process (a per-dataset call would see a single 1x1 pooled value) and saves two
+            trunk passes; numerics differ from the official per-dataset statistics.
     """
 
     def __init__(
@@ -134,8 +138,10 @@ class MultiTaskPretrainModel(nn.Module):
         tasks: Sequence[str] = TASKS,
         background: bool = True,
         channels: int = 256,
+        joint_semantic_trunk: bool = False,
     ) -> None:
         super().__init__()
+        self.joint_semantic_trunk = joint_semantic_trunk
         unknown = [t for t in tasks if t not in TASKS] + [d for d in num_classes if d not in DATASET_INDEX]
         if unknown or not tasks or not num_classes:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS} and datasets of {tuple(DATASET_INDEX)}; "
@@ -190,8 +196,14 @@ class MultiTaskPretrainModel(nn.Module):
         """(B, n_ss, H/4, W/4) logits at the encoder's stride-4 resolution."""
         return getattr(self, f"semseghead_{self.k(dataset)}")(self.semsegdecoder(feats))
 
-    def semantic_loss(self, dataset: str, feats: Sequence[Tensor], semantic: Tensor) -> dict[str, Tensor]:
-        logits = self.semantic_logits(dataset, feats)
+    def semantic_loss(
+        self, dataset: str, feats: Sequence[Tensor], semantic: Tensor, trunk: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Pixel CE of one dataset; ``trunk``: precomputed UPerHead output (joint mode)."""
+        if trunk is None:
+            logits = self.semantic_logits(dataset, feats)
+        else:
+            logits = getattr(self, f"semseghead_{self.k(dataset)}")(trunk)
         logits = F.interpolate(logits, size=semantic.shape[-2:], mode="bilinear", align_corners=False)
         target = semantic.long()
         if not self.background:
@@ -230,11 +242,15 @@ class MultiTaskPretrainModel(nn.Module):
     def forward(self, batches: Mapping[str, Mapping]) -> dict[str, dict[str, Tensor]]:
         """Training pass: ``{"<dataset>/<task>": {loss name: value, ...}}`` for every dataset and task."""
         feats = self.encode(batches)
+        trunks: dict[str, Tensor] = {}
+        if "ss" in self.tasks and self.joint_semantic_trunk:
+            joint = self.semsegdecoder([torch.cat([f[i] for f in feats.values()]) for i in range(4)])
+            trunks = dict(zip(feats, torch.split(joint, [len(f[0]) for f in feats.values()]), strict=True))
         losses: dict[str, dict[str, Tensor]] = {}
         for d, f in feats.items():
             batch = batches[d]
             if "ss" in self.tasks:
-                losses[f"{d}/ss"] = self.semantic_loss(d, f, batch["semantic"])
+                losses[f"{d}/ss"] = self.semantic_loss(d, f, batch["semantic"], trunks.get(d))
             if "is" in self.tasks:
                 losses[f"{d}/is"] = self.instance(d, f, batch, with_targets=True)
             if "rd" in self.tasks:
@@ -258,6 +274,7 @@ def build_mtp_model(
     background: bool = True,
     pretrained: str | Path | None = None,
     channels: int = 256,
+    joint_semantic_trunk: bool = False,
     **backbone_overrides,
 ) -> MultiTaskPretrainModel:
     """MTP pretraining model on the ViT+RVSA pretraining copy (global rel-pos tables, pyramid taps).
@@ -267,4 +284,11 @@ def build_mtp_model(
     """
     counts = {d: (num_classes or OFFICIAL_NUM_CLASSES)[d] for d in datasets}
     encoder = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
-    return MultiTaskPretrainModel(encoder, counts, tasks=tasks, background=background, channels=channels)
+    return MultiTaskPretrainModel(
+        encoder,
+        counts,
+        tasks=tasks,
+        background=background,
+        channels=channels,
+        joint_semantic_trunk=joint_semantic_trunk,
+    )
