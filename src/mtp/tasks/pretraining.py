@@ -33,6 +33,7 @@ from mtp.metrics.coco_metric import CocoDetectionMetric
 from mtp.metrics.dota_metric import DOTAMeanAP
 from mtp.metrics.segmentation import SegmentationMetric
 from mtp.models.pretraining import build_mtp_model, load_mtp_checkpoint, total_loss
+from mtp.models.pretraining.framework import ProposalBudget
 from mtp.ops.rotated_boxes import rescale_rboxes
 from mtp.tasks.optim import build_adamw
 
@@ -53,7 +54,8 @@ class MultiTaskPretrainingTask(L.LightningModule):
     pretrained: encoder initialisation (MAE file, ``--init_backbone mae``).
     load_from: whole MTP checkpoint (official ``Iter_*_pretrn_model.pth`` or ours) to start from.
     channels: decoder width (256). joint_semantic_trunk: see :class:`~mtp.models.pretraining.MultiTaskPretrainModel`
-        (needed for one image per dataset on a single process).
+        (needed for one image per dataset on a single process). budget: smaller proposal / RoI counts for
+        CPU runs (``{proposals: 300, rcnn_samples: 128}``; default the official numbers).
     lr, weight_decay, betas, layer_decay: AdamW (official 6e-5, 0.05, (0.9, 0.999), off).
     max_iters: cosine length (default ``trainer.max_steps``; official ``--end_iter``).
     output_dir: where validation writes ``metrics.json``.
@@ -72,6 +74,7 @@ class MultiTaskPretrainingTask(L.LightningModule):
         load_from: str | None = None,
         channels: int = 256,
         joint_semantic_trunk: bool = False,
+        budget: ProposalBudget | None = None,
         lr: float = 6e-5,
         weight_decay: float = 0.05,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -84,7 +87,7 @@ class MultiTaskPretrainingTask(L.LightningModule):
         self.model = build_mtp_model(
             backbone, img_size=img_size, datasets=datasets, tasks=tasks, num_classes=num_classes,
             background=background, pretrained=pretrained, channels=channels,
-            joint_semantic_trunk=joint_semantic_trunk, **(backbone_kwargs or {}),
+            joint_semantic_trunk=joint_semantic_trunk, budget=budget, **(backbone_kwargs or {}),
         )  # fmt: skip
         if "ss" in self.model.tasks:  # the UPerHead's own classifier exists (official key) but is never used
             self.model.semsegdecoder.decode_head.conv_seg.requires_grad_(False)

@@ -94,3 +94,25 @@ def test_evaluation_outputs_per_dataset(batches):
     assert len(dets) == 2 and set(dets[0]) >= {"boxes", "labels", "scores", "masks"}
     assert all(((d["labels"] >= 1) & (d["labels"] <= TINY_CLASSES["fast"])).all() for d in dets)
     assert len(rdets) == 2 and rdets[0]["rboxes"].shape[1] == 5
+
+
+def test_proposal_budget_overrides_the_official_counts_only_when_given():
+    from mtp.models.pretraining.framework import ProposalBudget
+
+    official = tiny_mtp(tasks=("is", "rd"), datasets=("sota",))
+    assert official.inssegdecoder.rpn._post_nms_top_n["training"] == 1000
+    assert official.inssegdecoder.roi_heads.fg_bg_sampler.batch_size_per_image == 512
+    assert official.rotdetdecoder.rpn_head.cfg.max_per_img == 2000
+    assert official.rotdetdecoder.roi_head.cfg.num_samples == 512
+    small = tiny_mtp(tasks=("is", "rd"), datasets=("sota",), budget=ProposalBudget(proposals=300, rcnn_samples=128))
+    assert small.inssegdecoder.rpn._pre_nms_top_n == {"training": 300, "testing": 300}
+    assert small.inssegdecoder.roi_heads.fg_bg_sampler.batch_size_per_image == 128
+    assert small.rotdetdecoder.rpn_head.cfg.nms_pre == small.rotdetdecoder.rpn_head.cfg.max_per_img == 300
+    assert small.rotdetdecoder.roi_head.cfg.num_samples == 128
+
+
+def test_joint_semantic_trunk_trains_with_one_image_per_dataset():
+    model = tiny_mtp(tasks=("ss",), joint_semantic_trunk=True)
+    batches = {d: make_batch(c, batch=1, seed=i) for i, (d, c) in enumerate(TINY_CLASSES.items())}
+    losses = model(batches)
+    assert set(losses) == {"sota/ss", "sior/ss", "fast/ss"} and torch.isfinite(total_loss(losses))

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.image_list import ImageList
 
 from mtp.models.backbones import create_backbone
 from mtp.models.detectors.horizontal.rcnn import build_rcnn_roi_heads, build_rcnn_rpn
-from mtp.models.detectors.oriented_rcnn.roi_head import OrientedRoIHead
-from mtp.models.detectors.oriented_rcnn.rpn import OrientedRPNHead
+from mtp.models.detectors.oriented_rcnn.roi_head import OrientedRoIHead, RCNNConfig
+from mtp.models.detectors.oriented_rcnn.rpn import OrientedRPNHead, RPNConfig
 from mtp.models.heads.upernet import UPerHead
 from mtp.models.necks.fpn import FPN
 from mtp.models.pretraining.heads import (
@@ -53,18 +55,33 @@ OFFICIAL_NUM_CLASSES = {"sota": 18, "sior": 20, "fast": 37}
 TASKS = ("ss", "is", "rd")
 
 
+@dataclass
+class ProposalBudget:
+    """Smaller-than-official proposal and RoI counts for CPU runs (None in the model = official numbers:
+    RPN 2000 pre-NMS / 1000 (IS) or 2000 (RD) kept, 512 sampled RoIs). ``proposals``: per image, before and
+    after NMS, both RPNs, train and test; ``rcnn_samples``: RoIs sampled per image by both R-CNN heads."""
+
+    proposals: int = 2000
+    rcnn_samples: int = 512
+
+
 class InstanceDecoder(nn.Module):
     """Backbone-less Mask R-CNN: ``neck`` (FPN 256 x 5), ``rpn`` (torchvision RPN, mmdet rules) and
     ``roi_heads`` (Shared2FC box trunk + mask trunk; predictors are per-dataset slots)."""
 
-    def __init__(self, in_channels: Sequence[int], channels: int = 256) -> None:
+    def __init__(self, in_channels: Sequence[int], channels: int = 256, budget: ProposalBudget | None = None) -> None:
         super().__init__()
         self.neck = FPN(in_channels, channels)
         self.rpn = build_rcnn_rpn(channels, train_post_nms=1000)
+        if budget is not None:
+            self.rpn._pre_nms_top_n = {"training": budget.proposals, "testing": budget.proposals}
+            self.rpn._post_nms_top_n = {"training": budget.proposals, "testing": budget.proposals}
         heads = build_rcnn_roi_heads(1, channels, match_low_quality=True, with_mask=True)
         heads.box_predictor = BoxPredictorSlot()
         heads.mask_head = MaskTrunk(channels, channels)
         heads.mask_predictor = MaskLogitsSlot()
+        if budget is not None:
+            heads.fg_bg_sampler = BalancedPositiveNegativeSampler(budget.rcnn_samples, 0.25)
         self.roi_heads = heads
 
     def forward(self, feats: Sequence[Tensor], images: Tensor, img_hw: list[tuple[int, int]], targets=None):
@@ -88,11 +105,15 @@ class InstanceDecoder(nn.Module):
 class RotatedDecoder(nn.Module):
     """Backbone-less Oriented R-CNN: ``neck``, ``rpn_head``, ``roi_head`` (shared FCs, per-dataset layers)."""
 
-    def __init__(self, in_channels: Sequence[int], channels: int = 256) -> None:
+    def __init__(self, in_channels: Sequence[int], channels: int = 256, budget: ProposalBudget | None = None) -> None:
         super().__init__()
         self.neck = FPN(in_channels, channels)
-        self.rpn_head = OrientedRPNHead(channels)
-        self.roi_head = OrientedRoIHead(SharedFCBBoxHead(channels))
+        rpn_cfg, rcnn_cfg = RPNConfig(), RCNNConfig()
+        if budget is not None:
+            rpn_cfg.nms_pre = rpn_cfg.max_per_img = budget.proposals
+            rcnn_cfg.num_samples = budget.rcnn_samples
+        self.rpn_head = OrientedRPNHead(channels, cfg=rpn_cfg)
+        self.roi_head = OrientedRoIHead(SharedFCBBoxHead(channels), cfg=rcnn_cfg)
 
     def forward(self, feats: Sequence[Tensor], img_hw: list[tuple[int, int]], gt_rboxes=None, gt_labels=None):
         maps = self.neck(feats)
@@ -129,6 +150,7 @@ class MultiTaskPretrainModel(nn.Module):
             (official). Its BatchNorm then normalises over the union of the datasets, which allows one image
             per dataset and process (a per-dataset call would see a single 1x1 pooled value) and saves two
             trunk passes; numerics differ from the official per-dataset statistics.
+        budget: :class:`ProposalBudget` for the two detection decoders (None: official numbers).
     """
 
     def __init__(
@@ -139,6 +161,7 @@ class MultiTaskPretrainModel(nn.Module):
         background: bool = True,
         channels: int = 256,
         joint_semantic_trunk: bool = False,
+        budget: ProposalBudget | None = None,
     ) -> None:
         super().__init__()
         self.joint_semantic_trunk = joint_semantic_trunk
@@ -157,7 +180,7 @@ class MultiTaskPretrainModel(nn.Module):
             for d in self.datasets:
                 self.add_module(f"semseghead_{self.k(d)}", semantic_head(channels, self.num_semantic_classes(d)))
         if "is" in self.tasks:
-            self.inssegdecoder = InstanceDecoder(in_channels, channels)
+            self.inssegdecoder = InstanceDecoder(in_channels, channels, budget)
             for kind, make in (
                 ("inssegroiboxhead_fc_cls", lambda c: dataset_linear(1024, c + 1, 0.01)),
                 ("inssegroiboxhead_fc_reg", lambda c: dataset_linear(1024, 4 * c, 0.001)),
@@ -166,7 +189,7 @@ class MultiTaskPretrainModel(nn.Module):
                 for d in self.datasets:
                     self.add_module(f"{kind}{self.k(d)}", make(self.num_classes[d]))
         if "rd" in self.tasks:
-            self.rotdetdecoder = RotatedDecoder(in_channels, channels)
+            self.rotdetdecoder = RotatedDecoder(in_channels, channels, budget)
             for kind, make in (
                 ("rotdetroiboxhead_fc_cls", lambda c: dataset_linear(1024, c + 1, 0.01)),
                 ("rotdetroiboxhead_fc_reg", lambda c: dataset_linear(1024, 5, 0.001)),
@@ -275,6 +298,7 @@ def build_mtp_model(
     pretrained: str | Path | None = None,
     channels: int = 256,
     joint_semantic_trunk: bool = False,
+    budget: ProposalBudget | None = None,
     **backbone_overrides,
 ) -> MultiTaskPretrainModel:
     """MTP pretraining model on the ViT+RVSA pretraining copy (global rel-pos tables, pyramid taps).
@@ -291,4 +315,5 @@ def build_mtp_model(
         background=background,
         channels=channels,
         joint_semantic_trunk=joint_semantic_trunk,
+        budget=budget,
     )
