@@ -1,0 +1,252 @@
+"""LightningDataModule for scene classification with the official (mmpretrain) pipelines built by timm.
+
+Transforms (reference/mtp-facts.md §3.1), from ``timm.data.create_transform`` on PIL RGB images:
+
+* train: RandomResizedCrop ``img_size`` (scale 0.08-1, ratio 3/4-4/3, bicubic) -> horizontal flip 0.5 ->
+  RandAugment ``'rand-m9-n2-mstd0.5-inc1'`` (2 ops, magnitude 9, std 0.5, the "increasing" op set,
+  bicubic, fill = the mean colour) -> to tensor + normalise -> RandomErasing (p 0.25, mode 'rand',
+  area 0.02-1/3);
+* val / test / predict: resize the short edge to ``img_size / crop_pct`` (256 for 224) bicubic -> centre
+  crop ``img_size`` -> to tensor + normalise.
+
+Normalisation: mean (123.675, 116.28, 103.53) / 255, std (58.395, 57.12, 57.375) / 255 (DESIGN.md).
+
+Batch dict (default collate): ``"image"`` float32 (B, 3, img_size, img_size); ``"label"`` int64 (B,);
+``"image_path"`` list[str].
+
+Randomness (as :mod:`mtp.data.datamodules`): the training loader's ``torch.Generator`` is seeded with
+``seed + global_rank``; it drives the shuffle and the worker seeds (torch seeds ``torch``, ``random``
+and numpy in each worker, which is what timm's augmentations draw from). With ``num_workers=0`` the
+augmentations run on private ``random`` / numpy / torch streams derived from the seed, so they neither
+depend on nor disturb the global RNGs (model init, dropout, drop path).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from timm.data import create_transform
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from mtp.data.datasets.classification import ClassificationDataset
+
+__all__ = ["MEAN", "STD", "ClassificationDataModule", "build_eval_transform", "build_train_transform"]
+
+MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
+STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
+
+
+def build_train_transform(
+    img_size: int = 224,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    hflip: float = 0.5,
+    auto_augment: str | None = "rand-m9-n2-mstd0.5-inc1",
+    re_prob: float = 0.25,
+    re_mode: str = "rand",
+    interpolation: str = "bicubic",
+) -> Callable:
+    """PIL RGB image -> normalised float (3, img_size, img_size) with the official training augmentation."""
+    transform = create_transform(
+        img_size,
+        is_training=True,
+        scale=tuple(scale),
+        ratio=(3 / 4, 4 / 3),
+        hflip=hflip,
+        vflip=0.0,
+        color_jitter=None,
+        auto_augment=auto_augment,
+        interpolation=interpolation,
+        mean=MEAN,
+        std=STD,
+        re_prob=re_prob,
+        re_mode=re_mode,
+        re_count=1,
+    )
+    for step in getattr(transform, "transforms", []):
+        for op in getattr(step, "ops", []):  # timm RandAugment ops
+            if op.name.startswith("Posterize"):
+                op.aug_fn = _posterize
+    return transform
+
+
+def _posterize(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize with the ``bits_to_keep == 0`` case (magnitude 10 of 'PosterizeIncreasing', reached
+    with mstd 0.5) giving the black image older pillow gave; recent pillow (13) raises on 0 bits."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point([0] * 256 * len(img.getbands()))
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def build_eval_transform(img_size: int = 224, *, crop_pct: float = 224 / 256, interpolation: str = "bicubic"):
+    """PIL RGB image -> resize short edge to img_size / crop_pct -> centre crop -> normalised float tensor."""
+    return create_transform(
+        img_size, is_training=False, interpolation=interpolation, crop_pct=crop_pct, mean=MEAN, std=STD
+    )
+
+
+class _SeededAugmentation(Dataset):
+    """In the main process, run ``dataset[i]`` on private ``random`` / numpy / torch streams seeded from
+    ``seed``; in worker processes use the worker's own (seeded) global generators."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+        self._states: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        if get_worker_info() is not None:
+            return self.dataset[index]
+        if self._states is None:
+            py = random.Random(self.seed).getstate()
+            npy = np.random.RandomState(self.seed % 2**32).get_state()
+            self._states = (py, npy, torch.Generator().manual_seed(self.seed).get_state())
+        saved = (random.getstate(), np.random.get_state())
+        with torch.random.fork_rng(devices=[]):
+            random.setstate(self._states[0])
+            np.random.set_state(self._states[1])
+            torch.set_rng_state(self._states[2])
+            try:
+                return self.dataset[index]
+            finally:
+                self._states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+                random.setstate(saved[0])
+                np.random.set_state(saved[1])
+
+
+class ClassificationDataModule(lightning.LightningDataModule):
+    """Train / val / test / predict loaders over :class:`ClassificationDataset` objects (YAML: ``class_path``
+    + ``init_args``). Shallow copies of the datasets get the official transforms (module docstring);
+    ``keep_dataset_transforms=True`` keeps a dataset's own ``transform`` when it is not None.
+
+    Args:
+        img_size: crop size (224 official). crop_pct: eval centre-crop fraction (224/256 official).
+        auto_augment: timm RandAugment string (None: off). re_prob / re_mode: RandomErasing.
+        scale / hflip: RandomResizedCrop scale range, flip probability.
+        batch_size: per device (official 8). eval_batch_size: val / test / predict batch.
+        seed: augmentation / shuffle seed (plus the global rank).
+    """
+
+    def __init__(
+        self,
+        train: ClassificationDataset | None = None,
+        val: ClassificationDataset | None = None,
+        test: ClassificationDataset | None = None,
+        predict: ClassificationDataset | None = None,
+        img_size: int = 224,
+        crop_pct: float = 224 / 256,
+        scale: tuple[float, float] = (0.08, 1.0),
+        hflip: float = 0.5,
+        auto_augment: str | None = "rand-m9-n2-mstd0.5-inc1",
+        re_prob: float = 0.25,
+        re_mode: str = "rand",
+        batch_size: int = 8,
+        eval_batch_size: int = 8,
+        num_workers: int = 4,
+        persistent_workers: bool = True,
+        pin_memory: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        keep_dataset_transforms: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.pin_memory = pin_memory and torch.cuda.is_available()
+        self.drop_last, self.seed = drop_last, seed
+        train_tf = build_train_transform(
+            img_size, scale=scale, hflip=hflip, auto_augment=auto_augment, re_prob=re_prob, re_mode=re_mode
+        )
+        eval_tf = build_eval_transform(img_size, crop_pct=crop_pct)
+        keep = keep_dataset_transforms
+        self.train_dataset = self._with_transform(train, train_tf, keep)
+        self.val_dataset = self._with_transform(val, eval_tf, keep)
+        self.test_dataset = self._with_transform(test, eval_tf, keep)
+        self.predict_dataset = self._with_transform(predict, eval_tf, keep)
+        self._check_class_lists()
+
+    @staticmethod
+    def _with_transform(dataset: Dataset | None, transform: Callable, keep: bool) -> Dataset | None:
+        if dataset is None:
+            return None
+        dataset = copy.copy(dataset)
+        if not (keep and getattr(dataset, "transform", None) is not None):
+            dataset.transform = transform
+        return dataset
+
+    def _datasets(self) -> dict[str, Dataset]:
+        named = {"train": self.train_dataset, "val": self.val_dataset, "test": self.test_dataset}
+        named["predict"] = self.predict_dataset
+        return {k: v for k, v in named.items() if v is not None}
+
+    def _check_class_lists(self) -> None:
+        """Every labelled split must use the same class list in the same order."""
+        lists = {k: list(v.classes) for k, v in self._datasets().items() if getattr(v, "classes", None)}
+        first = next(iter(lists.items()), None)
+        for name, classes in lists.items():
+            if classes != first[1]:
+                raise ValueError(f"the {name} dataset's classes {classes} differ from the {first[0]} ones {first[1]}")
+
+    @property
+    def classes(self) -> list[str] | None:
+        for ds in self._datasets().values():
+            if getattr(ds, "classes", None):
+                return list(ds.classes)
+        return None
+
+    @property
+    def num_classes(self) -> int | None:
+        classes = self.classes
+        return len(classes) if classes is not None else None
+
+    def _rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_rank) if trainer is not None else 0
+
+    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
+        if dataset is None:
+            return []  # Lightning skips the loop
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("ClassificationDataModule: no train dataset was given")
+        seed = self.seed + self._rank()
+        return DataLoader(
+            _SeededAugmentation(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=self.drop_last,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.predict_dataset)
