@@ -25,7 +25,7 @@ DEMO_PRETRAIN := configs/pretraining/tiny-samrs-cpu.yaml
 DEMO_SCRATCH := configs/segmentation/tiny-loveda-cpu.yaml
 DEMO_FROM_MTP := configs/segmentation/tiny-loveda-mtp-cpu.yaml
 
-# The whole story on CPU (about 12 minutes on 2 cores): synthetic SOTA / SIOR / FAST -> multi-task
+# The whole story on CPU (about 6 minutes on 2 idle cores): synthetic SOTA / SIOR / FAST -> multi-task
 # pretraining of a tiny ViT+RVSA on all three tasks -> fine-tune UperNet segmentation on synthetic LoveDA
 # from that encoder and from scratch -> both held-out mIoUs side by side.
 demo: $(STAMP)

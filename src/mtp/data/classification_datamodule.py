@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from timm.data import create_transform
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
+from mtp.data.datamodules import SeededLoaders
 from mtp.data.datasets.classification import ClassificationDataset
 
 __all__ = ["MEAN", "STD", "ClassificationDataModule", "build_eval_transform", "build_train_transform"]
@@ -125,7 +126,7 @@ class _SeededAugmentation(Dataset):
                 np.random.set_state(saved[1])
 
 
-class ClassificationDataModule(lightning.LightningDataModule):
+class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
     """Train / val / test / predict loaders over :class:`ClassificationDataset` objects (YAML: ``class_path``
     + ``init_args``). Shallow copies of the datasets get the official transforms (module docstring);
     ``keep_dataset_transforms=True`` keeps a dataset's own ``transform`` when it is not None.
@@ -137,6 +138,8 @@ class ClassificationDataModule(lightning.LightningDataModule):
         batch_size: per device (official 8). eval_batch_size: val / test / predict batch.
         seed: augmentation / shuffle seed (plus the global rank).
     """
+
+    augmentation_rng = _SeededAugmentation
 
     def __init__(
         self,
@@ -210,43 +213,3 @@ class ClassificationDataModule(lightning.LightningDataModule):
     def num_classes(self) -> int | None:
         classes = self.classes
         return len(classes) if classes is not None else None
-
-    def _rank(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.global_rank) if trainer is not None else 0
-
-    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
-        if dataset is None:
-            return []  # Lightning skips the loop
-        return DataLoader(
-            dataset,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_dataset is None:
-            raise ValueError("ClassificationDataModule: no train dataset was given")
-        seed = self.seed + self._rank()
-        return DataLoader(
-            _SeededAugmentation(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            generator=torch.Generator().manual_seed(seed),
-            drop_last=self.drop_last,
-        )
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.test_dataset)
-
-    def predict_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.predict_dataset)

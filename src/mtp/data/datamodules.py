@@ -24,7 +24,7 @@ disturb the global RNG (model init, dropout). Resuming from a checkpoint restart
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning
@@ -88,7 +88,64 @@ class _AugmentationRNG(Dataset):
                 self._state = torch.get_rng_state()
 
 
-class SegmentationDataModule(lightning.LightningDataModule):
+class SeededLoaders:
+    """DataLoader construction shared by the task datamodules (mixed into a ``LightningDataModule``).
+
+    Needs ``train_dataset`` / ``val_dataset`` / ``test_dataset`` / ``predict_dataset``, ``batch_size``,
+    ``eval_batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory`` and ``seed``; subclasses set
+    ``train_collate`` / ``eval_collate`` (None: torch's default) and ``augmentation_rng`` (the wrapper giving
+    each sample a private, seeded augmentation stream). The training loader shuffles with a generator seeded
+    ``seed + global_rank`` (module docstring); ``drop_last`` is read from the instance (default False).
+    """
+
+    train_collate: Callable | None = None
+    eval_collate: Callable | None = None
+    augmentation_rng: type[Dataset] = _AugmentationRNG
+
+    def _rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_rank) if trainer is not None else 0
+
+    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
+        if dataset is None:
+            return []  # Lightning skips the loop
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=type(self).eval_collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError(f"{type(self).__name__}: no train dataset was given")
+        seed = self.seed + self._rank()
+        return DataLoader(
+            self.augmentation_rng(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=type(self).train_collate,
+            generator=torch.Generator().manual_seed(seed),
+            drop_last=getattr(self, "drop_last", False),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(self.predict_dataset)
+
+
+class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
     """Train / val / test / predict loaders over :class:`SegmentationDataset` objects (YAML: ``class_path`` +
     ``init_args``).
 
@@ -99,6 +156,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
     ``keep_dataset_transforms=True`` a dataset's own ``transform`` is kept when it is not None.
     See the module docstring for the batch dict, seeding and iteration-based training.
     """
+
+    train_collate = staticmethod(_collate_train)
+    eval_collate = staticmethod(_collate_eval)
 
     def __init__(
         self,
@@ -149,45 +209,3 @@ class SegmentationDataModule(lightning.LightningDataModule):
             if ds is not None and hasattr(ds, "num_classes"):
                 return ds.num_classes
         return None
-
-    def _rank(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.global_rank) if trainer is not None else 0
-
-    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
-        if dataset is None:
-            return []  # Lightning skips the loop
-        return DataLoader(
-            dataset,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=_collate_eval,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_dataset is None:
-            raise ValueError("SegmentationDataModule: no train dataset was given")
-        seed = self.seed + self._rank()
-        return DataLoader(
-            _AugmentationRNG(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=_collate_train,
-            generator=torch.Generator().manual_seed(seed),
-            drop_last=False,
-        )
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.test_dataset)
-
-    def predict_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.predict_dataset)

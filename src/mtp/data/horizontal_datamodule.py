@@ -28,9 +28,9 @@ from typing import Any
 
 import lightning
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mtp.data.datamodules import _AugmentationRNG
+from mtp.data.datamodules import SeededLoaders
 from mtp.data.datasets.horizontal import HorizontalDetectionDataset
 from mtp.data.horizontal_transforms import build_detection_test_transform, build_detection_train_transform
 
@@ -66,7 +66,7 @@ def collate_detection(samples: Sequence[dict[str, Any]], divisor: int = 32) -> d
     return batch
 
 
-class DetectionDataModule(lightning.LightningDataModule):
+class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
     """Train / val / test / predict loaders over :class:`HorizontalDetectionDataset` objects (YAML
     ``class_path`` + ``init_args``).
 
@@ -75,6 +75,8 @@ class DetectionDataModule(lightning.LightningDataModule):
     ``size``: 800 (DIOR), 416 (xView). With ``keep_dataset_transforms=True`` a dataset's own ``transform`` is
     kept when it is not None.
     """
+
+    train_collate = eval_collate = staticmethod(collate_detection)
 
     def __init__(
         self,
@@ -129,45 +131,3 @@ class DetectionDataModule(lightning.LightningDataModule):
     @property
     def classes(self) -> tuple[str, ...] | None:
         return next((tuple(ds.classes) for ds in self._datasets() if ds is not None and hasattr(ds, "classes")), None)
-
-    def _rank(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.global_rank) if trainer is not None else 0
-
-    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
-        if dataset is None:
-            return []
-        return DataLoader(
-            dataset,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_detection,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_dataset is None:
-            raise ValueError("DetectionDataModule: no train dataset was given")
-        seed = self.seed + self._rank()
-        return DataLoader(
-            _AugmentationRNG(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_detection,
-            generator=torch.Generator().manual_seed(seed),
-            drop_last=False,
-        )
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.test_dataset)
-
-    def predict_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.predict_dataset)

@@ -24,9 +24,9 @@ from typing import Any
 
 import lightning
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mtp.data.datamodules import _AugmentationRNG
+from mtp.data.datamodules import SeededLoaders
 from mtp.data.datasets.rotated import RotatedDetectionDataset
 from mtp.data.rotated_transforms import build_rotated_test_transform, build_rotated_train_transform
 
@@ -58,7 +58,7 @@ def collate_rotated(samples: Sequence[dict[str, Any]], divisor: int = 32) -> dic
     return batch
 
 
-class RotatedDetectionDataModule(lightning.LightningDataModule):
+class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
     """Train / val / test / predict loaders over :class:`RotatedDetectionDataset` objects (YAML ``class_path``
     + ``init_args``).
 
@@ -68,6 +68,8 @@ class RotatedDetectionDataModule(lightning.LightningDataModule):
     (DIOR-R, FAIR1M). ``rect_classes``: label indices or class names of the train dataset (DOTA-v1.0:
     ``[storage-tank, roundabout]`` = ``[9, 11]``); ``rotate``: True for DOTA-v1.0 and FAIR1M.
     """
+
+    train_collate = eval_collate = staticmethod(collate_rotated)
 
     def __init__(
         self,
@@ -140,45 +142,3 @@ class RotatedDetectionDataModule(lightning.LightningDataModule):
             if ds is not None and hasattr(ds, "classes"):
                 return tuple(ds.classes)
         return None
-
-    def _rank(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return int(trainer.global_rank) if trainer is not None else 0
-
-    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
-        if dataset is None:
-            return []
-        return DataLoader(
-            dataset,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_rotated,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        if self.train_dataset is None:
-            raise ValueError("RotatedDetectionDataModule: no train dataset was given")
-        seed = self.seed + self._rank()
-        return DataLoader(
-            _AugmentationRNG(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_rotated,
-            generator=torch.Generator().manual_seed(seed),
-            drop_last=False,
-        )
-
-    def val_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.test_dataset)
-
-    def predict_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.predict_dataset)
