@@ -13,6 +13,7 @@ import torch
 
 from mtp.cli import main
 from mtp.data.synthetic import write_samrs
+from mtp.models import create_backbone
 from mtp.models.checkpoint_reader import read_checkpoint
 from mtp.tasks.pretraining import MultiTaskPretrainingTask, NonFiniteLossError
 
@@ -64,6 +65,14 @@ def test_fit_validate_official_files_and_resume(samrs_root, tmp_path):
     assert "inssegdecoder.rpn_head.rpn_conv.weight" in whole["state_dict"]
     encoder = read_checkpoint(out / "official" / "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth")["state_dict"]
     assert "patch_embed.proj.weight" in encoder and "norm.weight" in encoder
+    # The encoder file is what fine-tuning takes as `pretrained` (other size: pos_embed / tables resized).
+    net = create_backbone(
+        "vit_b_rvsa",
+        img_size=96,
+        pretrained=out / "official" / "last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth",
+        **TINY,
+    )
+    assert torch.equal(net.blocks[0].attn.qkv.weight, encoder["blocks.0.attn.qkv.weight"])
     # Resume: continues at step 2 with the restored optimiser / scheduler and loss history.
     main(["fit", *tiny_args(samrs_root, out, 4, "--trainer.limit_val_batches", "0"),
           "--ckpt_path", str(out / "checkpoints" / "last.ckpt")])  # fmt: skip
