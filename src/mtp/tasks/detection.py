@@ -19,7 +19,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -31,7 +30,7 @@ from mtp.models.detectors.horizontal.keymap import load_mmdet_detector
 from mtp.models.detectors.horizontal.rcnn import build_faster_rcnn, build_mask_rcnn
 from mtp.models.detectors.horizontal.retinanet import build_retinanet
 from mtp.ops.rotated_boxes import hbox_to_rbox
-from mtp.tasks.optim import build_adamw, warmup_multistep_factor
+from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
 
 log = logging.getLogger(__name__)
 
@@ -97,44 +96,12 @@ class DetectionTask(L.LightningModule):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        for name in ("train", "val", "test", "predict"):
-            dataset = getattr(datamodule, f"{name}_dataset", None)
-            if dataset is None:
-                continue
-            if getattr(dataset, "num_classes", self.hparams.num_classes) != self.hparams.num_classes:
-                raise ValueError(
-                    f"{name} dataset has {dataset.num_classes} classes, the model {self.hparams.num_classes}"
-                )
-            self.class_names = self.class_names or list(getattr(dataset, "classes", []) or []) or None
-        self.class_names = self.class_names or [f"class_{i}" for i in range(self.hparams.num_classes)]
+        self.class_names = resolve_class_names(self, self.hparams.num_classes, self.class_names)
         for metric in (self.val_metric, self.test_metric):
             metric.class_names = list(self.class_names)
 
     def configure_optimizers(self):
-        optimizer = build_adamw(
-            self.model,
-            lr=self.hparams.lr,
-            weight_decay=self.hparams.weight_decay,
-            layer_decay=self.hparams.layer_decay,
-            betas=tuple(self.hparams.betas),
-            prefix="backbone.body.",
-        )
-        steps_per_epoch = max(self.trainer.estimated_stepping_batches // max(self.trainer.max_epochs or 1, 1), 1)
-        hp = self.hparams
-
-        def factor(step: int) -> float:
-            return warmup_multistep_factor(
-                step,
-                warmup_iters=hp.warmup_iters,
-                warmup_ratio=hp.warmup_ratio,
-                steps_per_epoch=steps_per_epoch,
-                milestones=tuple(hp.milestones),
-                gamma=hp.gamma,
-            )
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_multistep(self, prefix="backbone.body.")
 
     # ------------------------------------------------------------------ conversion
     def _images(self, batch: dict) -> list[Tensor]:

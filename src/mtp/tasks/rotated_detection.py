@@ -34,7 +34,7 @@ from mtp.models.detectors.oriented_rcnn.model import build_oriented_rcnn, load_o
 from mtp.models.detectors.oriented_rcnn.roi_head import RCNNConfig
 from mtp.models.detectors.oriented_rcnn.rpn import RPNConfig
 from mtp.ops.rotated_boxes import rescale_rboxes
-from mtp.tasks.optim import build_adamw, warmup_multistep_factor
+from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
 
 log = logging.getLogger(__name__)
 
@@ -105,43 +105,12 @@ class RotatedDetectionTask(L.LightningModule):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        for name in ("train", "val", "test", "predict"):
-            dataset = getattr(datamodule, f"{name}_dataset", None)
-            if dataset is None:
-                continue
-            if getattr(dataset, "num_classes", self.hparams.num_classes) != self.hparams.num_classes:
-                raise ValueError(
-                    f"{name} dataset has {dataset.num_classes} classes, the model {self.hparams.num_classes}"
-                )
-            self.class_names = self.class_names or list(getattr(dataset, "classes", []) or []) or None
-        self.class_names = self.class_names or [f"class_{i}" for i in range(self.hparams.num_classes)]
+        self.class_names = resolve_class_names(self, self.hparams.num_classes, self.class_names)
         for metric in (self.val_metric, self.test_metric):
             metric.class_names = list(self.class_names)
 
     def configure_optimizers(self):
-        optimizer = build_adamw(
-            self.model,
-            lr=self.hparams.lr,
-            weight_decay=self.hparams.weight_decay,
-            layer_decay=self.hparams.layer_decay,
-            betas=tuple(self.hparams.betas),
-        )
-        steps_per_epoch = max(self.trainer.estimated_stepping_batches // max(self.trainer.max_epochs or 1, 1), 1)
-        hp = self.hparams
-
-        def factor(step: int) -> float:
-            return warmup_multistep_factor(
-                step,
-                warmup_iters=hp.warmup_iters,
-                warmup_ratio=hp.warmup_ratio,
-                steps_per_epoch=steps_per_epoch,
-                milestones=tuple(hp.milestones),
-                gamma=hp.gamma,
-            )
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_multistep(self)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
