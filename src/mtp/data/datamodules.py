@@ -63,6 +63,30 @@ def _collate_eval(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return collate_segmentation(samples, stack=None)
 
 
+def collate_padded(samples: Sequence[dict[str, Any]], list_keys: Sequence[str], divisor: int = 32) -> dict[str, Any]:
+    """Detection-style batching: ``"image"`` (B, C, Hp, Wp), each image padded bottom/right with 0 to the batch
+    maximum rounded up to ``divisor``; every key in ``list_keys`` as a list (tensors as plain tensors). Missing
+    metadata gets defaults: ``scale_factor`` (1, 1), ``img_hw`` / ``ori_hw`` = the image size."""
+    images = [s["image"].as_subclass(torch.Tensor) for s in samples]
+    hp = -(-max(int(t.shape[-2]) for t in images) // divisor) * divisor
+    wp = -(-max(int(t.shape[-1]) for t in images) // divisor) * divisor
+    batch_image = images[0].new_zeros((len(images), images[0].shape[0], hp, wp))
+    for i, t in enumerate(images):
+        batch_image[i, :, : t.shape[-2], : t.shape[-1]] = t
+    batch: dict[str, Any] = {"image": batch_image}
+    for key in list_keys:
+        values = []
+        for s, t in zip(samples, images, strict=True):
+            v = s.get(key)
+            if v is None:
+                v = {"scale_factor": (1.0, 1.0), "img_hw": tuple(t.shape[-2:]), "ori_hw": tuple(t.shape[-2:])}.get(key)
+            if isinstance(v, torch.Tensor):
+                v = v.as_subclass(torch.Tensor)
+            values.append(v)
+        batch[key] = values
+    return batch
+
+
 class _AugmentationRNG(Dataset):
     """In the main process (``num_workers=0``) run ``dataset[i]`` on a private torch RNG stream seeded with
     ``seed``; in worker processes use the worker's own (seeded) global generator."""

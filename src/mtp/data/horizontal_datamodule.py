@@ -30,7 +30,7 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
-from mtp.data.datamodules import SeededLoaders
+from mtp.data.datamodules import SeededLoaders, collate_padded
 from mtp.data.datasets.horizontal import HorizontalDetectionDataset
 from mtp.data.horizontal_transforms import build_detection_test_transform, build_detection_train_transform
 
@@ -42,23 +42,7 @@ LIST_KEYS = ("boxes", "labels", "image_id", "image_path", "scale_factor", "img_h
 def collate_detection(samples: Sequence[dict[str, Any]], divisor: int = 32) -> dict[str, Any]:
     """Batch transformed samples (see the module docstring); missing metadata gets defaults (scale 1,
     ``img_hw`` / ``ori_hw`` = the image size)."""
-    images = [s["image"].as_subclass(torch.Tensor) for s in samples]
-    hp = -(-max(int(t.shape[-2]) for t in images) // divisor) * divisor
-    wp = -(-max(int(t.shape[-1]) for t in images) // divisor) * divisor
-    batch_image = images[0].new_zeros((len(images), images[0].shape[0], hp, wp))
-    for i, t in enumerate(images):
-        batch_image[i, :, : t.shape[-2], : t.shape[-1]] = t
-    batch: dict[str, Any] = {"image": batch_image}
-    for key in LIST_KEYS:
-        values = []
-        for s, t in zip(samples, images, strict=True):
-            v = s.get(key)
-            if v is None:
-                v = {"scale_factor": (1.0, 1.0), "img_hw": tuple(t.shape[-2:]), "ori_hw": tuple(t.shape[-2:])}.get(key)
-            if isinstance(v, torch.Tensor):
-                v = v.as_subclass(torch.Tensor)
-            values.append(v)
-        batch[key] = values
+    batch = collate_padded(samples, LIST_KEYS, divisor)
     if any(isinstance(s.get("masks"), torch.Tensor) for s in samples):
         batch["masks"] = [s["masks"].as_subclass(torch.Tensor) if s.get("masks") is not None else None for s in samples]
     else:
