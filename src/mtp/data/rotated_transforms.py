@@ -26,6 +26,7 @@ back to original pixels by dividing x by sx and y by sy), ``"img_hw"`` (after re
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,9 +70,9 @@ def _check_polygons(boxes: Any) -> None:
         raise TypeError(f"'boxes' must be tv_tensors.BoundingBoxes in XYXYXYXY format, got {type(boxes).__name__}")
 
 
-class _SampleTransform(v2.Transform):
+class _SampleTransform(v2.Transform, metaclass=ABCMeta):
     """A transform of the whole sample dict (it adds keys or removes objects, which per-leaf v2 transforms
-    cannot do), like torchvision's ``SanitizeBoundingBoxes``."""
+    cannot do), like torchvision's ``SanitizeBoundingBoxes``. Subclasses implement :meth:`apply`."""
 
     def forward(self, *inputs: Any) -> Any:
         sample = inputs[0] if len(inputs) == 1 else None
@@ -79,8 +80,9 @@ class _SampleTransform(v2.Transform):
             raise TypeError(f"{type(self).__name__} takes one sample dict")
         return self.apply(dict(sample))
 
+    @abstractmethod
     def apply(self, sample: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """Return the transformed copy of ``sample`` (a shallow copy is passed in)."""
 
 
 class RandomRotatedFlip(v2.Transform):
