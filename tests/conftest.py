@@ -9,9 +9,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MTP_SHARED_DIR", REPO.parent / "shared"))
-GOLDEN_FILE = SHARED / "reference" / "golden" / "rvsa_official_small.pt"
-REFERENCE_DIR = SHARED / "reference"
+GOLDEN_FILE = REPO / "tests" / "data" / "golden" / "rvsa_official_seg288.pt"
 
 # Several pytest-xdist workers share the 2 CI cores: one torch thread each.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(torch.get_num_threads(), 1))
@@ -19,9 +17,7 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(torch.
 
 @pytest.fixture(scope="session")
 def golden() -> dict:
-    """Official RVSA outputs (../shared/reference/golden): entries seg_224, seg_288, det_branches_*."""
-    if not GOLDEN_FILE.is_file():
-        pytest.fail(f"golden file missing: {GOLDEN_FILE} (set MTP_SHARED_DIR to the shared/ folder)")
+    """Official RVSA outputs (tests/data/README.md): entry ``seg_288``."""
     return torch.load(GOLDEN_FILE, map_location="cpu", weights_only=True)
 
 

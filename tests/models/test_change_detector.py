@@ -3,8 +3,6 @@ structure and resolution, the fusion, and loading an official-layout fine-tuned 
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
@@ -16,19 +14,14 @@ from mtp.models.change_detector import (
 )
 from mtp.models.checkpoints import CheckpointError
 from mtp.models.heads.unet import UNetHead
-from tests.conftest import REFERENCE_DIR
+from tests.official_keys import official_keys
 
 TINY = dict(embed_dim=48, depth=4, num_heads=3, interval=2, out_indices=(0, 1, 2, 3), drop_path_rate=0.0)
 
 
 def official_unet_keys() -> dict[str, tuple[int, ...]]:
-    """``decode_head.*`` names and shapes of the ViT-B LEVIR/WHU/CDD/OSCD checkpoints, from the reference."""
-    text = (REFERENCE_DIR / "official-keys.md").read_text()
-    section = text[text.index("### 9.1") : text.index("### 9.2")]
-    block = section[section.index("```text") : section.index("```", section.index("```text") + 3)]
-    keys = {}
-    for name, shape in re.findall(r"^(decode_head\.\S+)\s+\[([\d, ]*)\]", block, flags=re.M):
-        keys[name] = tuple(int(v) for v in shape.split(",") if v.strip())
+    """``decode_head.*`` names and shapes of the official ViT-B LEVIR/WHU/CDD/OSCD checkpoints."""
+    keys = official_keys("unet_cd_vit_b")
     assert len(keys) == 50
     return keys
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
@@ -14,25 +13,13 @@ from mtp.models.detectors.horizontal.components import MaxIoUMatcher, MMDetRoIAl
 from mtp.models.detectors.horizontal.keymap import load_mmdet_detector, mmdet_rcnn_key, mmdet_retinanet_key
 from mtp.models.detectors.horizontal.rcnn import build_faster_rcnn, build_mask_rcnn
 from mtp.models.detectors.horizontal.retinanet import build_retinanet
-from tests.conftest import REFERENCE_DIR
+from tests.official_keys import official_keys
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2, interval=2, out_indices=(0, 1, 2, 3), drop_path_rate=0.0)
 
 
-def official_keys(section: str) -> dict[str, tuple[int, ...]]:
-    text = (REFERENCE_DIR / "official-keys.md").read_text()
-    part = text[text.index(section) :]
-    block = part[part.index("```text") + 7 :]
-    block = block[: block.index("```")]
-    keys = {}
-    for line in block.strip().splitlines():
-        match = re.match(r"(\S+)\s+\[([\d, ]*)\]", line.strip())
-        keys[match[1]] = tuple(int(x) for x in match[2].split(",") if x.strip())
-    return keys
-
-
 def test_faster_rcnn_official_keys_map_onto_our_parameters():
-    official = official_keys("## 5. Faster R-CNN")
+    official = official_keys("faster_rcnn_dior_vit_b")
     with torch.device("meta"):
         model = build_faster_rcnn("vit_b_rvsa", num_classes=20, img_size=800)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -48,7 +35,7 @@ def test_faster_rcnn_official_keys_map_onto_our_parameters():
 
 
 def test_mask_head_and_retinanet_official_keys():
-    mask = official_keys("## 7. Mask R-CNN mask branch")
+    mask = official_keys("mask_rcnn_mask_branch")
     with torch.device("meta"):
         mask_model = build_mask_rcnn("vit_b_rvsa", num_classes=20, img_size=800)
         retina = build_retinanet("vit_b_rvsa", num_classes=60, img_size=416)
@@ -56,7 +43,7 @@ def test_mask_head_and_retinanet_official_keys():
     for key, shape in mask.items():
         mapped = mmdet_rcnn_key(key)
         assert ours[mapped][1:] == shape[1:], key
-    retina_official = official_keys("## 6. RetinaNet")
+    retina_official = official_keys("retinanet_xview_vit_b")
     retina_ours = {k: tuple(v.shape) for k, v in retina.state_dict().items()}
     mapped = {mmdet_retinanet_key(k): s for k, s in retina_official.items()}
     assert mapped == {k: v for k, v in retina_ours.items() if not k.startswith("backbone.body.")}
@@ -100,8 +87,8 @@ def randomised(model):
 def to_official(state: dict, retinanet: bool) -> dict:
     """Inverse of the key map and tensor re-ordering (what an mmdet file holds)."""
     forward = mmdet_retinanet_key if retinanet else mmdet_rcnn_key
-    candidates = [k for k in official_keys("## 6. RetinaNet" if retinanet else "## 5. Faster R-CNN")]
-    candidates += [] if retinanet else list(official_keys("## 7. Mask R-CNN mask branch"))
+    candidates = [k for k in official_keys("retinanet_xview_vit_b" if retinanet else "faster_rcnn_dior_vit_b")]
+    candidates += [] if retinanet else list(official_keys("mask_rcnn_mask_branch"))
     inverse = {forward(k): k for k in candidates}
     out = {}
     for key, value in state.items():

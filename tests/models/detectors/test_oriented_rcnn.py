@@ -17,22 +17,14 @@ from mtp.models.detectors.oriented_rcnn.model import (
 )
 from mtp.ops.rotated_boxes import rbox_to_corners, regularize_rboxes
 from mtp.ops.rotated_iou import rotated_iou
-from tests.conftest import REFERENCE_DIR
+from tests.official_keys import official_keys
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2, interval=2, out_indices=(0, 1, 2, 3), drop_path_rate=0.0)
 
 
 def official_head_keys() -> dict[str, tuple[int, ...]]:
-    """neck / rpn_head / roi_head keys of the official DIOR-R ViT-B checkpoint (official-keys.md §8.2)."""
-    text = (REFERENCE_DIR / "official-keys.md").read_text()
-    section = text[text.index("### 8.2 Keys") :]
-    block = section[section.index("```text") + 7 :]
-    block = block[: block.index("```")]
-    keys = {}
-    for line in block.strip().splitlines():
-        match = re.match(r"(\S+)\s+\[([\d, ]*)\]", line.strip())
-        keys[match[1]] = tuple(int(x) for x in match[2].split(",") if x.strip())
-    return keys
+    """neck / rpn_head / roi_head keys of the official DIOR-R ViT-B checkpoint."""
+    return official_keys("oriented_rcnn_diorr_vit_b")
 
 
 def test_every_official_head_key_maps_to_a_parameter_of_the_same_shape():

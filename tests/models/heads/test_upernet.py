@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
 from mtp.models.heads.fcn import FCNHead
 from mtp.models.heads.upernet import UPerHead
-from tests.conftest import REFERENCE_DIR
+from tests.official_keys import official_keys
 
 
 def official_decode_head_keys() -> list[tuple[str, tuple[int, ...]]]:
-    """The 74 decode_head entries of the ViT-B LoveDA checkpoint (official-keys.md §3)."""
-    text = (REFERENCE_DIR / "official-keys.md").read_text()
-    section = text[text.index("## 3. UPerHead") : text.index("## 4. The MTP whole-model")]
-    block = section[section.index("```text") + 7 :]
-    block = block[: block.index("```")]
-    keys = []
-    for line in block.strip().splitlines():
-        match = re.match(r"decode_head\.(\S+)\s+\[([\d, ]*)\]", line.strip())
-        keys.append((match[1], tuple(int(x) for x in match[2].split(",") if x.strip())))
-    return keys
+    """The 74 decode_head entries of the ViT-B LoveDA checkpoint."""
+    keys = official_keys("upernet_loveda_vit_b")
+    return [(k.removeprefix("decode_head."), shape) for k, shape in keys.items()]
 
 
 def test_state_dict_equals_the_official_loveda_head_in_names_shapes_and_order():

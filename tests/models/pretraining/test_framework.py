@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import torch
 
 from mtp.models.pretraining import build_mtp_model, official_state_dict, total_loss
 from tests.models.pretraining.conftest import TINY_CLASSES, make_batch, tiny_mtp
-
-KEYS_MD = Path(__file__).parents[3].parent / "shared" / "reference" / "official-keys.md"
+from tests.official_keys import official_keys
 
 
 def official_decoder_keys() -> dict[str, tuple[int, ...]]:
-    text = KEYS_MD.read_text()
-    section = text[text.index("### 4.2") : text.index("### 4.3")]
-    rows = re.findall(r"^(\S+)  \[([\d, ]*)\]", section, re.M)
-    return {k: tuple(int(x) for x in s.split(",") if x.strip()) for k, s in rows}
+    return official_keys("mtp_whole_model_decoders_vit_b")
 
 
 def test_whole_model_has_the_official_keys_shapes_and_order():
@@ -26,7 +19,7 @@ def test_whole_model_has_the_official_keys_shapes_and_order():
     state = official_state_dict(model)
     encoder = [k for k in state if k.startswith("encoder.")]
     decoder = {k: tuple(v.shape) for k, v in state.items() if not k.startswith("encoder.")}
-    assert len(encoder) == 245 and len(state) == 417  # official-keys.md §4.2 totals
+    assert len(encoder) == 245 and len(state) == 417  # the official ViT-B whole-model file
     assert "encoder.norm.weight" in state and "encoder.blocks.11.attn.full_attn_rel_pos_h" in state
     assert decoder == official_decoder_keys()
     assert list(decoder) == list(official_decoder_keys())
