@@ -181,6 +181,7 @@ def test_official_configs_parse_with_the_official_hyperparameters(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_learning_check_on_held_out_synthetic_eurosat(tmp_path):
     """The issue's learning check: the tiny config (official transforms at 64 px, 40 epochs, from scratch)
     on 7 x 30 synthetic EuroSAT images reaches held-out top-1 >= 0.9 on 7 x 10 others (a few minutes)."""

@@ -100,6 +100,7 @@ def test_retinanet_on_xview_tiles(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_mask_rcnn_can_fit_a_few_images(tmp_path):
     """Overfitting 2 images: boxes and masks must come out right (AP50 high on the training images).
     About 4 minutes on 2 cores (150 Mask R-CNN steps), hence slow; the pipeline test above stays fast."""
@@ -142,6 +143,7 @@ def test_official_configs_parse_with_the_official_hyperparameters(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("kind", ["faster_rcnn", "mask_rcnn"])
 def test_learning_check_on_held_out_synthetic_data(tmp_path, kind):
     """The issue's learning checks (about 10-15 minutes each on 2 cores, so marked slow):

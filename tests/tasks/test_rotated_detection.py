@@ -173,6 +173,7 @@ def test_official_configs_parse_with_the_official_hyperparameters(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_learning_check_on_held_out_synthetic_dota(tmp_path):
     """The issue's learning check (about 10 minutes on 2 cores, so marked slow; run with `-m slow`):
     the tiny config on 160 synthetic DOTA scenes reaches held-out DOTA mAP >= 0.7 (measured: 0.761)."""

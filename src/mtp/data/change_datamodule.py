@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mtp.data.change_transforms import build_change_eval_transform, build_change_train_transform
-from mtp.data.datamodules import SegmentationDataModule
+from mtp.data.datamodules import SegmentationDataModule, WorkerStartMethod
 
 __all__ = ["ChangeDetectionDataModule"]
 
@@ -57,6 +57,7 @@ class ChangeDetectionDataModule(SegmentationDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 8,
         persistent_workers: bool = True,
+        worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
         seed: int = 0,
         keep_dataset_transforms: bool = False,
@@ -67,6 +68,7 @@ class ChangeDetectionDataModule(SegmentationDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
         train_tf = build_change_train_transform(

@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 from timm.data import create_transform
 from torch.utils.data import Dataset, get_worker_info
 
-from mtp.data.datamodules import SeededLoaders
+from mtp.data.datamodules import SeededLoaders, WorkerStartMethod
 from mtp.data.datasets.classification import ClassificationDataset
 
 __all__ = ["MEAN", "STD", "ClassificationDataModule", "build_eval_transform", "build_train_transform"]
@@ -158,6 +158,7 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
         eval_batch_size: int = 8,
         num_workers: int = 4,
         persistent_workers: bool = True,
+        worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
         drop_last: bool = False,
         seed: int = 0,
@@ -167,6 +168,7 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.drop_last, self.seed = drop_last, seed
         train_tf = build_train_transform(

@@ -24,8 +24,9 @@ disturb the global RNG (model init, dropout). Resuming from a checkpoint restart
 from __future__ import annotations
 
 import copy
+import multiprocessing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning
 import torch
@@ -34,7 +35,41 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from mtp.data.datasets.segmentation import SegmentationDataset
 from mtp.data.transforms import build_test_transform, build_train_transform
 
-__all__ = ["SegmentationDataModule", "collate_segmentation"]
+__all__ = ["SegmentationDataModule", "WorkerStartMethod", "collate_segmentation", "worker_process_options"]
+
+#: How DataLoader worker processes start. "forkserver" (default) and "spawn" give each worker a fresh interpreter,
+#: so no lock held by an OpenMP / OpenCV / torch thread of the parent can be inherited in a locked state (the
+#: cause of forked workers that hang); "fork" starts fastest but is only safe in single-threaded parents. As with
+#: any non-fork start method, a script that builds loaders at import time needs ``if __name__ == "__main__":``.
+WorkerStartMethod = Literal["forkserver", "spawn", "fork"]
+
+#: Imported once by the fork server (a single-threaded process), so each worker forked from it starts in
+#: milliseconds instead of importing torch and the readers again.
+_FORKSERVER_PRELOAD = ["__main__", "numpy", "cv2", "PIL.Image", "torch", "torchvision.transforms.v2",
+                       "mtp.data.datamodules"]  # fmt: skip
+
+
+def limit_worker_threads(_: int) -> None:
+    """``worker_init_fn``: one OpenCV thread per worker, since the workers are the parallelism (torch already
+    uses one thread in DataLoader workers). Only for fresh workers: calling into OpenCV's thread pool in a
+    forked child of a multi-threaded parent can deadlock."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def worker_process_options(num_workers: int, start_method: WorkerStartMethod) -> dict[str, Any]:
+    """DataLoader keyword arguments for ``num_workers`` worker processes started with ``start_method``."""
+    if start_method not in ("forkserver", "spawn", "fork"):
+        raise ValueError(f"worker_start_method must be 'forkserver', 'spawn' or 'fork', got {start_method!r}")
+    if num_workers == 0:
+        return {}
+    if start_method == "fork":
+        return {"multiprocessing_context": multiprocessing.get_context("fork")}
+    context = multiprocessing.get_context(start_method)
+    if start_method == "forkserver":
+        context.set_forkserver_preload(_FORKSERVER_PRELOAD)  # takes effect when the server first starts
+    return {"multiprocessing_context": context, "worker_init_fn": limit_worker_threads}
 
 
 def collate_segmentation(samples: Sequence[dict[str, Any]], stack: bool | None = None) -> dict[str, Any]:
@@ -116,7 +151,8 @@ class SeededLoaders:
     """DataLoader construction shared by the task datamodules (mixed into a ``LightningDataModule``).
 
     Needs ``train_dataset`` / ``val_dataset`` / ``test_dataset`` / ``predict_dataset``, ``batch_size``,
-    ``eval_batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory`` and ``seed``; subclasses set
+    ``eval_batch_size``, ``num_workers``, ``persistent_workers``, ``pin_memory``, ``seed`` and
+    ``worker_start_method`` (:data:`WorkerStartMethod`; datasets and collates must be picklable); subclasses set
     ``train_collate`` / ``eval_collate`` (None: torch's default) and ``augmentation_rng`` (the wrapper giving
     each sample a private, seeded augmentation stream). The training loader shuffles with a generator seeded
     ``seed + global_rank`` (module docstring); ``drop_last`` is read from the instance (default False).
@@ -130,6 +166,9 @@ class SeededLoaders:
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_rank) if trainer is not None else 0
 
+    def _worker_options(self) -> dict[str, Any]:
+        return worker_process_options(self.num_workers, getattr(self, "worker_start_method", "forkserver"))
+
     def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
         if dataset is None:
             return []  # Lightning skips the loop
@@ -141,6 +180,7 @@ class SeededLoaders:
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
             collate_fn=type(self).eval_collate,
+            **self._worker_options(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -157,6 +197,7 @@ class SeededLoaders:
             collate_fn=type(self).train_collate,
             generator=torch.Generator().manual_seed(seed),
             drop_last=getattr(self, "drop_last", False),
+            **self._worker_options(),
         )
 
     def val_dataloader(self) -> DataLoader | list:
@@ -199,6 +240,7 @@ class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 4,
         persistent_workers: bool = True,
+        worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
         seed: int = 0,
         keep_dataset_transforms: bool = False,
@@ -210,6 +252,7 @@ class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
         train_tf = build_train_transform(crop_size, ratio_range, cat_max_ratio, photometric)

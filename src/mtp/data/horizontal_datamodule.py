@@ -30,7 +30,7 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
-from mtp.data.datamodules import SeededLoaders, collate_padded
+from mtp.data.datamodules import SeededLoaders, WorkerStartMethod, collate_padded
 from mtp.data.datasets.horizontal import HorizontalDetectionDataset
 from mtp.data.horizontal_transforms import build_detection_test_transform, build_detection_train_transform
 
@@ -73,6 +73,7 @@ class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 4,
         persistent_workers: bool = True,
+        worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
         seed: int = 0,
         filter_empty_train: bool = True,
@@ -86,6 +87,7 @@ class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
         keep = keep_dataset_transforms

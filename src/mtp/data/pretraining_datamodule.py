@@ -53,7 +53,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mtp.data.datamodules import _AugmentationRNG
+from mtp.data.datamodules import WorkerStartMethod, _AugmentationRNG, worker_process_options
 from mtp.data.datasets.samrs import SAMRS_IMAGE_COUNTS, SAMRS_LAYOUTS, SAMRSDataset
 from mtp.data.samrs_transforms import SAMRSEvalTransform, SAMRSTrainTransform
 
@@ -108,12 +108,6 @@ class _Collate:
         return collate_samrs(samples, self.dataset, self.train)
 
 
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one OpenCV thread per worker: the workers are the parallelism
-
-
 class PretrainingDataModule(lightning.LightningDataModule):
     """SAMRS loaders for multi-task pretraining (module docstring). ``root`` holds the official layout of each set
     (``dotav2_1024_rbb/``, ``dior/``, ``fair1m_1024/``; :mod:`mtp.data.datasets.samrs_formats`); ``roots``
@@ -134,6 +128,7 @@ class PretrainingDataModule(lightning.LightningDataModule):
         ratio_range: tuple[float, float] = (0.5, 2.0),
         photometric: bool = True,
         persistent_workers: bool = True,
+        worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
     ) -> None:
         super().__init__()
@@ -148,6 +143,7 @@ class PretrainingDataModule(lightning.LightningDataModule):
         self.batch_sizes_val = per_dataset_batch_sizes(batch_size_val, self.datasets, batch_mode, "batch_size_val")
         self.num_workers = int(num_workers)
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = int(seed)
         self.check = check
@@ -221,7 +217,7 @@ class PretrainingDataModule(lightning.LightningDataModule):
             collate_fn=_Collate(name, train),
             generator=generator,
             drop_last=train,
-            worker_init_fn=_worker_init,
+            **worker_process_options(self.num_workers, self.worker_start_method),
         )
 
     def train_dataloader(self) -> CombinedLoader:

@@ -26,7 +26,7 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
-from mtp.data.datamodules import SeededLoaders, collate_padded
+from mtp.data.datamodules import SeededLoaders, WorkerStartMethod, collate_padded
 from mtp.data.datasets.rotated import RotatedDetectionDataset
 from mtp.data.rotated_transforms import build_rotated_test_transform, build_rotated_train_transform
 
@@ -67,6 +67,7 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 4,
         persistent_workers: bool = True,
+        worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
         seed: int = 0,
         filter_empty_train: bool = True,
@@ -79,6 +80,7 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
         self.rect_classes = self._resolve_rect_classes(rect_classes, train)
