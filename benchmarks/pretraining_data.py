@@ -21,10 +21,10 @@ import cv2
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from mtp.data.datamodules.pretraining import PretrainingDataModule
 from mtp.data.datasets.samrs import SAMRS_LAYOUTS, SAMRSDataset
-from mtp.data.pretraining_datamodule import PretrainingDataModule
-from mtp.data.samrs_transforms import SAMRSTrainTransform
 from mtp.data.synthetic import write_samrs
+from mtp.data.transforms.samrs import SAMRSTrainTransform
 
 TILE = {"sota": 1024, "sior": 800, "fast": 1024}
 

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mtp.models.detectors.oriented_rcnn.model import build_oriented_rcnn
-from mtp.ops.rotated_iou import rotated_iou
-from mtp.ops.rotated_nms import nms_rotated
+from mtp.ops.rotated.iou import rotated_iou
+from mtp.ops.rotated.nms import rotated_nms
 from mtp.tasks.optim import build_adamw
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -83,10 +83,10 @@ def ops_time(n: int, device) -> tuple[float, float]:
     sync(device)
     iou_s = time.perf_counter() - start
     scores = torch.rand(n, generator=g).to(device)
-    nms_rotated(a[:10], scores[:10], 0.1)
+    rotated_nms(a[:10], scores[:10], 0.1)
     sync(device)
     start = time.perf_counter()
-    nms_rotated(a, scores, 0.1)
+    rotated_nms(a, scores, 0.1)
     sync(device)
     return iou_s, time.perf_counter() - start
 

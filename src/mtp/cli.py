@@ -117,8 +117,8 @@ def tool_dota_split(argv: Sequence[str]) -> int:
 
 def tool_dota_eval(argv: Sequence[str]) -> int:
     """Evaluate DOTA Task1 result files against labelTxt files (devkit or mmrotate rule), print per-class AP."""
-    from mtp.metrics.dota import format_ap_table
-    from mtp.metrics.dota_io import evaluate_task1_dirs
+    from mtp.metrics.dota.ap import format_ap_table
+    from mtp.metrics.dota.submission import evaluate_task1_dirs
 
     parser = argparse.ArgumentParser(prog="mtp tool dota-eval", description=tool_dota_eval.__doc__)
     parser.add_argument("--det", required=True, help="folder of Task1_<class>.txt files")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtp.inference.drawing import class_color, draw_rboxes
-from mtp.ops.rotated_boxes import rbox_to_poly
+from mtp.ops.rotated.boxes import rbox2poly
 
 
 def blank(h=120, w=160):
@@ -32,7 +32,7 @@ def test_pixels_change_along_the_edges_only():
     img = blank()
     box = torch.tensor([[80.0, 60.0, 80.0, 50.0, 0.3]], dtype=torch.float64)
     out = draw_rboxes(img, box, [0], thickness=3, palette=[(255, 0, 0)])
-    corners = rbox_to_poly(box).reshape(4, 2).numpy()
+    corners = rbox2poly(box).reshape(4, 2).numpy()
     changed = np.any(out != img, axis=2)
     for k in range(4):  # every edge midpoint is painted with the class colour
         mid = np.round((corners[k] + corners[(k + 1) % 4]) / 2).astype(int)

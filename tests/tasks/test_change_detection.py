@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from mtp.cli import main
-from mtp.data.change_transforms import build_change_eval_transform
 from mtp.data.datasets.change_detection import LEVIRCD
 from mtp.data.synthetic import write_levir_cd
+from mtp.data.transforms.change import build_change_eval_transform
 from mtp.tasks.change_detection import ChangeDetectionTask, epoch_warmup_cosine_factor, error_map
 from mtp.tasks.optim import build_adamw
 from tests.conftest import REPO

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mtp.cli import main
-from mtp.data.classification_datamodule import ClassificationDataModule
+from mtp.data.datamodules.classification import ClassificationDataModule
 from mtp.data.datasets.classification import EuroSAT
 from mtp.data.synthetic import write_eurosat
 from mtp.tasks.classification import ClassificationTask

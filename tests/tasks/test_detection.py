@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from mtp.cli import main
+from mtp.data.datamodules.horizontal import collate_detection
 from mtp.data.datasets.horizontal import COCODetection
-from mtp.data.horizontal_datamodule import collate_detection
-from mtp.data.horizontal_transforms import build_detection_test_transform
 from mtp.data.synthetic import write_coco, write_dior
-from mtp.metrics.coco_metric import CocoDetectionMetric
+from mtp.data.transforms.horizontal import build_detection_test_transform
+from mtp.metrics.coco.metric import CocoDetectionMetric
 from mtp.tasks.detection import DetectionTask
 from tests.conftest import REPO
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from mtp.cli import main
+from mtp.data.datamodules.rotated import collate_rotated
 from mtp.data.datasets.rotated import DOTA
-from mtp.data.rotated_datamodule import collate_rotated
-from mtp.data.rotated_transforms import build_rotated_test_transform
 from mtp.data.synthetic import write_dior, write_dota, write_fair1m
 from mtp.data.tools.dota_split import split_dota
-from mtp.metrics.dota_metric import DOTAMeanAP
+from mtp.data.transforms.rotated import build_rotated_test_transform
+from mtp.metrics.dota.metric import DOTAMeanAP
 from mtp.models.detectors.oriented_rcnn.model import build_oriented_rcnn
 from mtp.models.detectors.oriented_rcnn.roi_head import RCNNConfig
 from mtp.models.detectors.oriented_rcnn.rpn import RPNConfig

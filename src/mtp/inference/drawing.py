@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from mtp.ops.rotated_boxes import rbox_to_poly
+from mtp.ops.rotated.boxes import rbox2poly
 
 __all__ = ["class_color", "draw_rboxes"]
 
@@ -69,7 +69,7 @@ def draw_rboxes(
     scs = None if scores is None else _np(scores).reshape(-1).astype(np.float64)
     if len(labs) != n or (scs is not None and len(scs) != n):
         raise ValueError("rboxes, labels and scores must have the same length")
-    polys = np.round(rbox_to_poly(boxes).numpy().reshape(-1, 4, 2)).astype(np.int32)
+    polys = np.round(rbox2poly(boxes).numpy().reshape(-1, 4, 2)).astype(np.int32)
     for k in range(n):
         color = class_color(int(labs[k]), palette)
         cv2.polylines(out, [polys[k]], isClosed=True, color=color, thickness=thickness, lineType=cv2.LINE_AA)

@@ -4,7 +4,7 @@ Defaults are the official ViT ones (reference/mtp-facts.md §3.1 / §3.2, change
 ignore 255, AdamW lr 6e-5, weight decay 0.05, layer-wise decay 0.9; LinearLR from 1e-6 over 5 epochs
 (per iteration) then cosine annealing to 0 at the last epoch (stepped per epoch, as mmengine's epoch-based
 ``CosineAnnealingLR``; ``cosine_by_epoch=False`` steps it per iteration); whole-image inference (padded to
-a multiple of 32). Batches come from :class:`mtp.data.change_datamodule.ChangeDetectionDataModule`:
+a multiple of 32). Batches come from :class:`mtp.data.datamodules.ChangeDetectionDataModule`:
 ``image`` (B, 6, H, W) = normalised A‖B (or a list of (6, H, W)), ``mask`` (B, H, W) int64 0/1/255.
 
 Metrics: :class:`mtp.metrics.segmentation.SegmentationMetric` (mmseg IoUMetric) over 2 classes; the headline
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtp.data.change_transforms import split_pair
+from mtp.data.transforms.change import split_pair
 from mtp.inference.outputs import colorize, denormalize, save_png, write_json
 from mtp.inference.segmentation import predict_segmentation
 from mtp.metrics.segmentation import SegmentationMetric, changed_class_scores

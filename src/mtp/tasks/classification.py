@@ -4,7 +4,7 @@ Defaults are the official ones (mtp-facts.md §3.1): cross-entropy (no label smo
 lr 6e-5, weight decay 0.05, layer-wise decay 0.9, a linear warmup from ``warmup_ratio`` (1e-6) over
 ``warmup_epochs`` (5) epochs then cosine to 0 at the end of training, stepped **per iteration** (the
 epoch counts are converted with the number of optimiser steps per epoch). Batches come from
-:class:`mtp.data.classification_datamodule.ClassificationDataModule`: ``image`` (B, 3, 224, 224)
+:class:`mtp.data.datamodules.ClassificationDataModule`: ``image`` (B, 3, 224, 224)
 normalised float, ``label`` (B,) int64, ``image_path``.
 
 Class order: ``class_names`` (given, or taken from the datamodule's datasets) is written into the

@@ -4,7 +4,7 @@ Mask R-CNN, on ViT+RVSA with torchvision detectors (:mod:`mtp.models.detectors.h
 Official recipe (mtp-facts.md §3.1): AdamW lr 1e-4, weight decay 0.05, layer decay 0.9, linear warmup
 over 500 iterations from 1e-6, x0.1 at epochs 8 and 11, 12 epochs, batch 1 per GPU; evaluation with
 COCO mAP through pycocotools with mmdet's conventions (the README metric is ``bbox mAP_50``).
-Batches come from :class:`mtp.data.horizontal_datamodule.DetectionDataModule`: ``image`` (B, 3, H, W)
+Batches come from :class:`mtp.data.datamodules.DetectionDataModule`: ``image`` (B, 3, H, W)
 normalised and padded, ``img_hw``, ``boxes`` (xyxy, resized pixels), ``labels`` (0-based), ``masks``,
 ``scale_factor`` (to original pixels), ``ori_hw``, ``image_id``.
 
@@ -24,12 +24,12 @@ from torch import Tensor
 
 from mtp.inference.drawing import draw_rboxes
 from mtp.inference.outputs import denormalize, save_png, write_json
-from mtp.metrics.coco import flatten_metrics
-from mtp.metrics.coco_metric import CocoDetectionMetric
+from mtp.metrics.coco.evaluation import flatten_metrics
+from mtp.metrics.coco.metric import CocoDetectionMetric
 from mtp.models.detectors.horizontal.keymap import load_mmdet_detector
 from mtp.models.detectors.horizontal.rcnn import build_faster_rcnn, build_mask_rcnn
 from mtp.models.detectors.horizontal.retinanet import build_retinanet
-from mtp.ops.rotated_boxes import hbox_to_rbox
+from mtp.ops.rotated.boxes import hbox2rbox
 from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,6 @@ class DetectionTask(L.LightningModule):
         sx, sy = batch["scale_factor"][i]
         keep = result["scores"] >= 0.3
         boxes = result["boxes"][keep] * result["boxes"].new_tensor([sx, sy, sx, sy])
-        drawn = draw_rboxes(image, hbox_to_rbox(boxes).cpu(), result["labels"][keep].cpu(),
+        drawn = draw_rboxes(image, hbox2rbox(boxes).cpu(), result["labels"][keep].cpu(),
                             result["scores"][keep].cpu(), class_names=self.class_names)  # fmt: skip
         save_png(drawn, self.output_dir(stage) / "show" / f"{batch['image_id'][i]}.png")

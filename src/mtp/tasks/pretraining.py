@@ -7,7 +7,7 @@ stepped every iteration with no warmup; clip the global grad norm at 5 with the 
 (its constructor looks for ``backbone.`` names, the encoder is called ``encoder.``); ``layer_decay: 0.9``
 switches on the rule the fine-tuning configs use.
 
-Batches: ``{dataset: batch}`` from :class:`mtp.data.pretraining_datamodule.PretrainingDataModule`
+Batches: ``{dataset: batch}`` from :class:`mtp.data.datamodules.PretrainingDataModule`
 (training, a CombinedLoader in ``min_size`` mode = the official zip); validation gets one loader per dataset
 (``dataloader_idx``). A non-finite loss stops the run with the iteration, the batch's files and the last
 checkpoint. Validation per dataset: mIoU (background included, ignore 255), COCO bbox/segm mAP, DOTA
@@ -28,13 +28,13 @@ from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from mtp.inference.outputs import write_json
-from mtp.metrics.coco import flatten_metrics
-from mtp.metrics.coco_metric import CocoDetectionMetric
-from mtp.metrics.dota_metric import DOTAMeanAP
+from mtp.metrics.coco.evaluation import flatten_metrics
+from mtp.metrics.coco.metric import CocoDetectionMetric
+from mtp.metrics.dota.metric import DOTAMeanAP
 from mtp.metrics.segmentation import SegmentationMetric
 from mtp.models.pretraining import build_mtp_model, load_mtp_checkpoint, total_loss
 from mtp.models.pretraining.framework import ProposalBudget
-from mtp.ops.rotated_boxes import rescale_rboxes
+from mtp.ops.rotated.boxes import rescale_rboxes
 from mtp.tasks.optim import build_adamw
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Official recipe (mtp-facts.md §3.1, rotated-facts.md §2.10): AdamW lr 1e-4, weight decay 0.05,
 layer decay 0.9, linear warmup over 500 iterations from 1e-6, x0.1 at epochs 8 and 11 (DOTA-v2:
 24, 32, 38), no gradient clipping (mmrotate 1.x). Batches come from
-:class:`mtp.data.rotated_datamodule.RotatedDetectionDataModule`: ``image`` (B, 3, H, W) normalised
+:class:`mtp.data.datamodules.RotatedDetectionDataModule`: ``image`` (B, 3, H, W) normalised
 and padded to a multiple of 32, ``img_hw`` (resized, unpadded sizes), ``rboxes`` / ``labels`` /
 ``difficult`` lists in resized pixels, ``scale_factor`` (sx, sy) to original pixels, ``image_id``.
 
@@ -27,13 +27,13 @@ from torch import Tensor
 from mtp.data.tools.dota_split import parse_patch_id
 from mtp.inference.drawing import draw_rboxes
 from mtp.inference.outputs import denormalize, save_png, write_json
-from mtp.metrics.dota import DOTAMeanAP
-from mtp.metrics.dota_io import merge_patch_detections, write_dota_task1
-from mtp.metrics.fair1m_io import write_fair1m_xml
+from mtp.metrics.dota.fair1m import write_fair1m_xml
+from mtp.metrics.dota.metric import DOTAMeanAP
+from mtp.metrics.dota.submission import merge_patch_detections, write_dota_task1
 from mtp.models.detectors.oriented_rcnn.model import build_oriented_rcnn, load_oriented_rcnn_checkpoint
 from mtp.models.detectors.oriented_rcnn.roi_head import RCNNConfig
 from mtp.models.detectors.oriented_rcnn.rpn import RPNConfig
-from mtp.ops.rotated_boxes import rescale_rboxes
+from mtp.ops.rotated.boxes import rescale_rboxes
 from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from mtp.data.datasets.horizontal import DIOR, DIOR_CLASSES, COCODetection
 from mtp.data.datasets.rotated_formats import AnnotationError
 from mtp.data.synthetic import DIOR_CLASSES as SYNTHETIC_DIOR_CLASSES
 from mtp.data.synthetic import OBJECT_CLASSES, SceneGenerator, write_coco, write_dior
-from mtp.data.synthetic.classes import to_dior
+from mtp.data.synthetic.class_maps import to_dior
 from mtp.data.synthetic.writers_common import OBJECT_SCENES, save_image
 
 SIZE = 128

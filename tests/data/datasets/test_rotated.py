@@ -35,7 +35,7 @@ from mtp.data.synthetic import (
     write_fair1m,
 )
 from mtp.data.synthetic import FAIR1M_CLASSES as RELEASE_NAMES
-from mtp.data.synthetic.classes import to_dior, to_dota, to_fast
+from mtp.data.synthetic.class_maps import to_dior, to_dota, to_fast
 from mtp.data.synthetic.writers_common import OBJECT_SCENES, save_image
 from mtp.data.synthetic.writers_detection import dota_lines
 

@@ -22,7 +22,7 @@ from mtp.data.datasets.samrs import (
 )
 from mtp.data.synthetic import classes as synthetic_classes
 from mtp.data.synthetic import write_samrs
-from mtp.ops.rotated_boxes import poly_to_rbox
+from mtp.ops.rotated.boxes import poly2rbox
 
 VARIANTS = ("sota", "sior", "fast")
 
@@ -74,7 +74,7 @@ def test_reads_official_layout(samrs_root, variant):
         parser = parse_dior_xml if variant == "sior" else parse_dota_txt
         ann = parser(train.record(i).box_path)
         assert s["rlabels"].tolist() == [layout.classes.index(n) for n in ann.names]
-        torch.testing.assert_close(s["rboxes"], poly_to_rbox(torch.from_numpy(ann.polys).double()).float())
+        torch.testing.assert_close(s["rboxes"], poly2rbox(torch.from_numpy(ann.polys).double()).float())
         n_objects += len(anns)
     assert n_objects > 0 and train.label_counts().sum() == n_objects
 

@@ -17,7 +17,7 @@ from mtp.data.datasets.segmentation import (
     loveda_submission_array,
     reduce_zero_label,
 )
-from mtp.data.transforms import build_test_transform
+from mtp.data.transforms.segmentation import build_test_transform
 
 CLASSES = ("a", "b", "c")
 

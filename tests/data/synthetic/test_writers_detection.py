@@ -21,7 +21,7 @@ from mtp.data.synthetic import (
     write_dota,
     write_fair1m,
 )
-from mtp.data.synthetic.classes import to_dior, to_dota, to_fair1m
+from mtp.data.synthetic.class_maps import to_dior, to_dota, to_fair1m
 from mtp.data.synthetic.writers_common import OBJECT_SCENES
 from mtp.data.synthetic.writers_detection import ROBNDBOX_FIELDS
 

@@ -15,8 +15,8 @@ from mtp.models.detectors.oriented_rcnn.model import (
     load_oriented_rcnn_checkpoint,
     official_to_ours,
 )
-from mtp.ops.rotated_boxes import rbox_to_corners, regularize_rboxes
-from mtp.ops.rotated_iou import rotated_iou
+from mtp.ops.rotated.boxes import rbox2corners, regularize_rboxes
+from mtp.ops.rotated.iou import rotated_iou
 from tests.official_keys import official_keys
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2, interval=2, out_indices=(0, 1, 2, 3), drop_path_rate=0.0)
@@ -49,7 +49,7 @@ def test_midpoint_offset_coder_test_vector_and_round_trip():
         deltas, torch.tensor([[0.0, 0.025, -0.1184, 0.0564, -0.6248, 0.1815]]), atol=1e-4, rtol=0
     )
     decoded = coder.decode(anchor, deltas)
-    torch.testing.assert_close(rbox_to_corners(decoded).sort(1)[0], rbox_to_corners(gt).sort(1)[0], atol=2e-3, rtol=0)
+    torch.testing.assert_close(rbox2corners(decoded).sort(1)[0], rbox2corners(gt).sort(1)[0], atol=2e-3, rtol=0)
     axis = torch.tensor([[100.0, 100.0, 80.0, 8.0, 0.0]])
     hbox = torch.tensor([[60.0, 96.0, 140.0, 104.0]])
     torch.testing.assert_close(coder.encode(hbox, axis), torch.tensor([[0.0, 0, 0, 0, 1, 1]]))

@@ -1,1 +1,1 @@
-"""Dataset readers, one per format family; each returns sample dicts (see mtp.data.transforms)."""
+"""Dataset readers, one per format family; each returns sample dicts (see mtp.data.transforms.segmentation)."""

@@ -14,7 +14,7 @@ Sample dict returned by ``dataset.load_sample(i)`` (``dataset[i]`` applies ``tra
   ``lazy_masks=True`` (what the training pipeline uses: it decodes only the instances inside its crop) —
   ``"rles"``: the N COCO RLE dicts instead;
 * ``"rboxes"``: float32 (M, 5) le90 (cx, cy, w, h, θ rad) pixels, minAreaRect of the annotated quads
-  (:func:`mtp.ops.rotated_boxes.poly_to_rbox`); ``"rlabels"``: int64 (M,) 0-based;
+  (:func:`mtp.ops.rotated.boxes.poly2rbox`); ``"rlabels"``: int64 (M,) 0-based;
 * ``"image_id"``: the json image id; ``"image_path"``: str; ``"ori_hw"``: (H, W).
 
 A ``transform`` may return None to reject a sample (the official pipeline does when every instance of the crop

@@ -120,12 +120,12 @@ class SAMRSStore:
 
     @classmethod
     def pack(cls, records: Sequence[SAMRSRecord]) -> SAMRSStore:
-        """Pack read records; rotated quads become le90 rboxes (:func:`mtp.ops.rotated_boxes.poly_to_rbox`)."""
-        from mtp.ops.rotated_boxes import poly_to_rbox
+        """Pack read records; rotated quads become le90 rboxes (:func:`mtp.ops.rotated.boxes.poly2rbox`)."""
+        from mtp.ops.rotated.boxes import poly2rbox
 
         counts = [coded_rle(seg)["counts"] for r in records for seg in r.rles]
         polys = np.concatenate([np.zeros((0, 8), np.float32), *(r.polys for r in records)])
-        rboxes = poly_to_rbox(torch.from_numpy(polys).double()).float().numpy() if len(polys) else polys[:, :5]
+        rboxes = poly2rbox(torch.from_numpy(polys).double()).float().numpy() if len(polys) else polys[:, :5]
         ids = [r.image_id for r in records]
         all_int = all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
         return cls(

@@ -17,11 +17,6 @@ the object has no counterpart in that format and is not written).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mtp.data.synthetic.scenes import SceneObject
-
 LAND_COVER_CLASSES: tuple[str, ...] = (
     "background",
     "building",
@@ -168,39 +163,3 @@ def fair1m_official_name(hyphenated: str) -> str:
 
 # FAIR1M-2.0 release xml names (spaces), in the same order as FAST_CLASSES.
 FAIR1M_CLASSES: tuple[str, ...] = tuple(fair1m_official_name(n) for n in FAST_CLASSES)
-
-
-def to_dota(obj: SceneObject) -> str | None:
-    """Generator object -> DOTA-v1.0 / SOTA class name (buildings have none)."""
-    return obj.category if obj.category in DOTA_V1_CLASSES else None
-
-
-def to_dior(obj: SceneObject) -> str | None:
-    """Generator object -> DIOR / DIOR-R / SIOR class name."""
-    return {
-        "small-vehicle": "vehicle",
-        "large-vehicle": "vehicle",
-        "ship": "ship",
-        "plane": "airplane",
-        "storage-tank": "storagetank",
-    }.get(obj.category)
-
-
-def to_fast(obj: SceneObject) -> str | None:
-    """Generator object -> FAST (hyphenated FAIR1M) class name; ships and planes split by ``subtype``
-    (cargo-ship -> Dry-Cargo-Ship, motorboat -> Motorboat, wide-body -> Boeing747, narrow-body -> Boeing737)."""
-    if obj.category == "small-vehicle":
-        return "Small-Car"
-    if obj.category == "large-vehicle":
-        return "Cargo-Truck"
-    if obj.category == "ship":
-        return "Dry-Cargo-Ship" if obj.subtype == "cargo-ship" else "Motorboat"
-    if obj.category == "plane":
-        return "Boeing747" if obj.subtype == "wide-body" else "Boeing737"
-    return None  # FAIR1M has no building or storage-tank class
-
-
-def to_fair1m(obj: SceneObject) -> str | None:
-    """Generator object -> FAIR1M-2.0 release xml name ("Small Car", "Dry Cargo Ship", ...)."""
-    name = to_fast(obj)
-    return None if name is None else fair1m_official_name(name)

@@ -3,7 +3,7 @@
 Polygons are written clockwise on screen starting at the 'top-left' corner
 (:func:`~mtp.data.synthetic.geometry.clockwise_from_top_left`); they are the corners of the le90 rbox of each
 object, so ``minAreaRect`` of a written polygon gives back the object's rbox. Generator objects are mapped onto
-each official class list with ``classes.to_dota`` / ``to_dior`` / ``to_fair1m``; objects without a
+each official class list with ``class_maps.to_dota`` / ``to_dior`` / ``to_fair1m``; objects without a
 counterpart (e.g. buildings) are not written. The scene index is the running image number.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtp.data.synthetic.classes import to_dior, to_dota, to_fair1m
+from mtp.data.synthetic.class_maps import to_dior, to_dota, to_fair1m
 from mtp.data.synthetic.geometry import clockwise_from_top_left
 from mtp.data.synthetic.scenes import Scene, SceneGenerator
 from mtp.data.synthetic.writers_common import (

@@ -14,15 +14,8 @@ from typing import Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from mtp.data.synthetic.classes import (
-    FAST_CLASSES,
-    OBJECT_CLASSES,
-    SIOR_CLASSES,
-    SOTA_CLASSES,
-    to_dior,
-    to_dota,
-    to_fast,
-)
+from mtp.data.synthetic.class_maps import to_dior, to_dota, to_fast
+from mtp.data.synthetic.classes import FAST_CLASSES, OBJECT_CLASSES, SIOR_CLASSES, SOTA_CLASSES
 from mtp.data.synthetic.scenes import Scene, SceneGenerator, SceneObject
 from mtp.data.synthetic.writers_common import (
     OBJECT_SCENES,

@@ -15,7 +15,7 @@ k = 1 (SOTA), 2 (SIOR), 3 (FAST): the official numbering, kept for any subset of
 attribute names are the official ones, so the whole-model checkpoint maps with a handful of rules
 (:mod:`.keymap`). The total loss is the unweighted sum of every ``loss*`` term over tasks and datasets.
 
-Batches (per dataset, :class:`mtp.data.pretraining_datamodule.PretrainingDataModule`): ``image``
+Batches (per dataset, :class:`mtp.data.datamodules.PretrainingDataModule`): ``image``
 (B, 3, S, S) normalised; ``semantic`` (B, S, S) int64 (0 background, c + 1 class c, 255 ignore);
 ``boxes`` / ``labels`` / ``masks`` (instances, xyxy pixels, 0-based); ``rboxes`` / ``rlabels`` (le90);
 ``img_hw`` (unpadded sizes).

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtp.ops.rotated_boxes import norm_angle, rbox_to_corners, rbox_to_hbox, regularize_rboxes
+from mtp.ops.rotated.boxes import norm_angle, rbox2corners, rbox2hbox, regularize_rboxes
 
 MAX_LOG_RATIO = abs(math.log(16 / 1000))  # 4.1352: clamp of dw, dh at decode
 
@@ -38,10 +38,10 @@ class MidpointOffsetCoder:
         anchors = anchors.float()
         px, py = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
         pw, ph = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-        hbox = rbox_to_hbox(gt)
+        hbox = rbox2hbox(gt)
         gx, gy = (hbox[:, 0] + hbox[:, 2]) / 2, (hbox[:, 1] + hbox[:, 3]) / 2
         gw, gh = hbox[:, 2] - hbox[:, 0], hbox[:, 3] - hbox[:, 1]
-        corners = rbox_to_corners(gt)  # (N, 4, 2)
+        corners = rbox2corners(gt)  # (N, 4, 2)
         xs, ys = corners[..., 0], corners[..., 1]
         near_top = (ys - ys.min(dim=1, keepdim=True).values).abs() <= self.tolerance
         near_right = (xs - xs.max(dim=1, keepdim=True).values).abs() <= self.tolerance

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from mtp.models.detectors.oriented_rcnn.coders import DeltaXYWHTCoder
 from mtp.models.detectors.sampling import max_iou_assign, random_sample
-from mtp.ops.roi_align_rotated import RotatedRoIExtractor
-from mtp.ops.rotated_iou import rbox_overlaps_for_assigner
-from mtp.ops.rotated_nms import batched_nms_rotated
+from mtp.ops.rotated.iou import rbox_overlaps_for_assigner
+from mtp.ops.rotated.nms import batched_rotated_nms
+from mtp.ops.rotated.roi_align import RotatedRoIExtractor
 
 
 @dataclass
@@ -148,7 +148,7 @@ class OrientedRoIHead(nn.Module):
         roi_idx, cls_idx = torch.nonzero(probs > self.cfg.score_thr, as_tuple=True)
         scores = probs[roi_idx, cls_idx]
         cand = boxes[roi_idx]
-        keep = batched_nms_rotated(cand, scores, cls_idx, self.cfg.nms_iou)[: self.cfg.max_per_img]
+        keep = batched_rotated_nms(cand, scores, cls_idx, self.cfg.nms_iou)[: self.cfg.max_per_img]
         return {"rboxes": cand[keep], "scores": scores[keep], "labels": cls_idx[keep]}
 
     @staticmethod

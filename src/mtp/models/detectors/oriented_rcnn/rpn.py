@@ -20,7 +20,7 @@ from torchvision.ops import batched_nms, box_iou
 from mtp.models.detectors.anchors import AnchorGenerator, inside_image
 from mtp.models.detectors.oriented_rcnn.coders import MidpointOffsetCoder
 from mtp.models.detectors.sampling import max_iou_assign, random_sample
-from mtp.ops.rotated_boxes import rbox_to_hbox
+from mtp.ops.rotated.boxes import rbox2hbox
 
 
 @dataclass
@@ -106,7 +106,7 @@ class OrientedRPNHead(nn.Module):
         boxes, kept_scores, levels = torch.cat(boxes), torch.cat(kept_scores), torch.cat(levels)
         valid = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         boxes, kept_scores, levels = boxes[valid], kept_scores[valid], levels[valid]
-        keep = batched_nms(rbox_to_hbox(boxes), kept_scores, levels, self.cfg.nms_iou)[: self.cfg.max_per_img]
+        keep = batched_nms(rbox2hbox(boxes), kept_scores, levels, self.cfg.nms_iou)[: self.cfg.max_per_img]
         return boxes[keep]
 
     def loss(self, anchors, sizes, scores, deltas, img_hw, gt_rboxes) -> dict[str, Tensor]:
@@ -121,7 +121,7 @@ class OrientedRPNHead(nn.Module):
             target = all_anchors.new_zeros(len(all_anchors), 6)
             target_w = all_anchors.new_zeros(len(all_anchors), 6)
             valid_idx = torch.nonzero(valid).flatten()
-            overlaps = box_iou(rbox_to_hbox(gt.float()), all_anchors[valid_idx]) if len(gt) else None
+            overlaps = box_iou(rbox2hbox(gt.float()), all_anchors[valid_idx]) if len(gt) else None
             assigned = max_iou_assign(
                 overlaps if overlaps is not None else all_anchors.new_zeros(0, len(valid_idx)),
                 pos_iou_thr=self.cfg.pos_iou_thr,

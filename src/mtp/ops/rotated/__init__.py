@@ -1,0 +1,1 @@
+"""Rotated-box operations in pure PyTorch (public names are re-exported by :mod:`mtp.ops`)."""
