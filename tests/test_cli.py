@@ -44,12 +44,32 @@ def test_backbone_shapes_tool_loads_a_checkpoint(tmp_path, capsys):
     assert main(args) == 0
 
 
-def test_unknown_tool_and_bad_override_exit_nonzero():
-    with pytest.raises(SystemExit) as exit_:
-        main(["tool", "no-such-tool"])
-    assert exit_.value.code == 2
+def test_unknown_tool_and_bad_override_exit_nonzero(capsys):
+    assert main(["tool", "no-such-tool"]) == 2
+    assert "unknown tool 'no-such-tool'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["tool", "backbone-shapes", "--set", "depth"])
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_tool_help_lists_every_tool(capsys, flag):
+    from mtp.cli.tools import TOOLS
+
+    assert main(["tool", flag]) == 0 and main(["tool"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name}: " in out for name in TOOLS)
+
+
+def test_every_subcommand_help_works(capsys):
+    """``mtp --help``, ``mtp tool NAME --help`` for every tool and ``mtp fit|validate|test|predict --help``."""
+    from mtp.cli.lightning import SUBCOMMANDS
+    from mtp.cli.tools import TOOLS
+
+    for argv in (["--help"], *(["tool", name, "--help"] for name in TOOLS), *([sub, "--help"] for sub in SUBCOMMANDS)):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0, argv
+        assert "usage:" in capsys.readouterr().out, argv
 
 
 def test_fit_test_predict_through_lightning_cli(tmp_path):

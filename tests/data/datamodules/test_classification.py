@@ -13,9 +13,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from mtp.data.datamodules.classification import ClassificationDataModule
-from mtp.data.transforms.classification import MEAN, STD, _posterize, build_eval_transform, build_train_transform
 from mtp.data.datasets.classification import ClassFolder, EuroSAT
 from mtp.data.synthetic import write_eurosat
+from mtp.data.transforms.classification import MEAN, STD, _posterize, build_eval_transform, build_train_transform
 
 
 @pytest.fixture(scope="module")
