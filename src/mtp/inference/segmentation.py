@@ -1,6 +1,6 @@
 """Semantic-segmentation inference: whole image, sliding window, test-time augmentation.
 
-Follows the official (mmseg 1.x ``EncoderDecoder``) rules, reference/mtp-facts.md §6.1:
+Follows the official (mmseg 1.x ``EncoderDecoder``) rules, docs/EVALUATION.md#segmentation-inference:
 
 * **whole**: one forward of the (padded) image; logits are resized bilinearly (``align_corners=False``)
   to the padded size and the padding is cropped away.

@@ -1,6 +1,6 @@
 """Semantic-segmentation and change-detection metrics equivalent to mmseg's ``IoUMetric``.
 
-Semantics (reference/rotated-facts.md §7.2, §7.3):
+Semantics (docs/EVALUATION.md#segmentation-metric, docs/EVALUATION.md#change-detection-metric):
 
 * Per image, pixels whose label equals ``ignore_index`` (255) are removed. On the remaining pixels
   four per-class pixel counts are taken: ``I_c`` (pred == label == c), ``P_c`` (pred == c),

@@ -1,7 +1,7 @@
 """Window utilities for RVSA (rotated varied-size window attention).
 
 Hand-written: no maintained library implements RVSA's window transform. Conventions follow the
-official implementation (reference/mtp-facts.md §2.1):
+official implementation (``Multi-Task_Pretrain/backbone/vit_win_rvsa_v3_wsz7.py``; docs/CONVENTIONS.md#vitrvsa):
 
 * feature maps are padded symmetrically to a multiple of the window size (top = pad // 2,
   bottom = the rest; the same for left/right);

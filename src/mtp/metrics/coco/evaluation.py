@@ -1,6 +1,6 @@
 """COCO-style box and mask AP, computed through pycocotools as mmdet's ``CocoMetric`` does it.
 
-Semantics (reference/rotated-facts.md §7.1). pycocotools does the matching and the accumulation; this module
+Semantics (docs/EVALUATION.md#coco-metric). pycocotools does the matching and the accumulation; this module
 only sets its parameters and reads its arrays the way mmdet 3.x does:
 
 * ``params.maxDets = [100, 300, 1000]`` (mmdet's ``proposal_nums``). pycocotools' ``summarize`` computes

@@ -1,4 +1,4 @@
-"""The VOC-style AP core shared by the DOTA devkit and mmrotate evaluations (reference/rotated-facts.md §4.1).
+"""The VOC-style AP core shared by the DOTA devkit and mmrotate evaluations (docs/EVALUATION.md#matching-core).
 
 Written from the facts, not from either code base:
 

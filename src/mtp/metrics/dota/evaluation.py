@@ -1,7 +1,7 @@
 """Oriented-detection mAP: the DOTA devkit Task1 rule and mmrotate's local ``eval_rbbox_map`` rule.
 
-Written from reference/rotated-facts.md §3.2 and §4 (no devkit/mmrotate code). The two rules differ
-(table of §4.2), and MTP's numbers depend on both.
+Written from the rules in docs/EVALUATION.md#dota-map (no devkit/mmrotate code). The two rules differ
+(docs/EVALUATION.md#dota-devkit-versus-mmrotate), and MTP's numbers depend on both.
 
 :func:`eval_dota_devkit` (official DOTA server, Task1):
 
@@ -145,7 +145,7 @@ def eval_dota_devkit(
     use_07: bool = True,
     ignore_difficult: bool = True,
 ) -> dict[str, Any]:
-    """DOTA devkit Task1 evaluation (the official server rule, §4.2 left column).
+    """DOTA devkit Task1 evaluation (the official server rule, docs/EVALUATION.md#dota-devkit-versus-mmrotate).
 
     Args:
         detections: class name -> list of ``(image_id, score, poly8)`` (the rows of ``Task1_<class>.txt``, in
@@ -226,7 +226,8 @@ def eval_rbbox_map(
     ignore_difficult: bool = False,
     iou_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """mmrotate's local rotated mAP (``eval_rbbox_map`` as used by DOTAMetric; §4.2 right column).
+    """mmrotate's local rotated mAP (``eval_rbbox_map`` as used by DOTAMetric;
+    docs/EVALUATION.md#dota-devkit-versus-mmrotate).
 
     Args:
         detections: per image ``{"rboxes": (D, 5), "scores": (D,), "labels": (D,)}`` (rboxes in our

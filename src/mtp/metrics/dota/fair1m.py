@@ -1,4 +1,4 @@
-"""FAIR1M-2.0 submission xml (reference/rotated-facts.md §4.3), one file per test image.
+"""FAIR1M-2.0 submission xml (docs/EVALUATION.md#fair1m-submissions), one file per test image.
 
 Layout (MTP's ``dota_submit_txt_to_fair1m_xml.py`` output): root ``annotation`` with ``source/filename``
 (``<id>.tif``) and ``source/origin`` (GF2/GF3); a ``research`` block (version 2.0, provider, author, pluginname
@@ -8,7 +8,7 @@ and ``points`` = 5 ``point`` entries "x,y" (6 decimals), the first corner repeat
 
 Class names: MTP uses hyphenated names (``Small-Car``); the release/server names use spaces (``Small Car``)
 except ``other-airplane``, ``other-ship`` and ``other-vehicle``, which keep their hyphen. MTP's converter
-replaces every "-" with a space and so writes "other airplane" etc. (a likely bug, §4.3);
+replaces every "-" with a space and so writes "other airplane" etc. (a likely bug);
 :func:`fair1m_official_name` keeps those three hyphenated.
 """
 

@@ -1,6 +1,7 @@
 """DOTA / FAIR1M result files: patch merging, Task1 submission files, FAIR1M xml, labelTxt reading.
 
-This is the one place for detection *result* I/O (reference/rotated-facts.md §1.5, §4.3, §5.2):
+This is the one place for detection *result* I/O (docs/CONVENTIONS.md#dota-labeltxt, docs/EVALUATION.md#protocols,
+docs/EVALUATION.md#dota-merging):
 
 * :func:`merge_patch_detections` — split-patch predictions back to original images (mmrotate's
   ``merge_results``): (x, y) from the first ``__<digits>___<digits>`` of the patch id, original id = text
@@ -11,8 +12,8 @@ This is the one place for detection *result* I/O (reference/rotated-facts.md §1
   ``image_id score x1 y1 x2 y2 x3 y3 x4 y4``; polygons are the rbox corners (``rbox2poly``) with 2
   decimals; the score gets ``score_decimals`` (default 4: mmrotate 1.x rounds to 2, which creates ties whose
   server order is undefined).
-* :func:`write_fair1m_xml` — one xml per test image in the layout of MTP's converter (§4.3), in
-  :mod:`mtp.metrics.dota.fair1m`.
+* :func:`write_fair1m_xml` — one xml per test image in the layout of MTP's converter
+  (docs/EVALUATION.md#fair1m-submissions), in :mod:`mtp.metrics.dota.fair1m`.
 * :func:`read_dota_labeltxt` / :func:`read_dota_annotations` — a small standalone labelTxt reader (header lines
   with < 9 tokens skipped as the devkit does, difficult defaults to 0, malformed lines raise with file:line).
 * :func:`zip_submission` — zip a result folder for the evaluation server.

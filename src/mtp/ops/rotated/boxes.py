@@ -1,4 +1,4 @@
-"""Rotated box conventions and conversions (reference/rotated-facts.md §1).
+"""Rotated box conventions and conversions (docs/CONVENTIONS.md#rotated-boxes).
 
 Hand-written: no maintained library offers the mmrotate rotated-box conventions (le90/le135/oc
 regularisation, minAreaRect poly->rbox) as batched torch functions; torchvision 0.29 has rotated box
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 PATTERNS = ("oc", "le90", "le135")
-# (width_longer, start angle s) per regularisation pattern, §1.3.
+# (width_longer, start angle s) per regularisation pattern, docs/CONVENTIONS.md#regularisation.
 _PATTERN_SPEC = {"oc": (False, -math.pi / 2), "le90": (True, -math.pi / 2), "le135": (True, -math.pi / 4)}
 
 
@@ -68,7 +68,8 @@ def norm_angle(theta: Tensor, pattern: str = "le90") -> Tensor:
 
 
 def regularize_rboxes(boxes: Tensor, pattern: str = "le90") -> Tensor:
-    """Make the (w, h, theta) tuple of every rbox unique per the mmrotate 1.x rule (§1.3).
+    """Make the (w, h, theta) tuple of every rbox unique per the mmrotate 1.x rule
+    (docs/CONVENTIONS.md#regularisation).
 
     Args:
         boxes: (..., 5) rboxes.
@@ -111,7 +112,8 @@ def rbox_corner_xy(boxes: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def rbox2corners(boxes: Tensor) -> Tensor:
-    """(..., 5) rboxes -> (..., 4, 2) corners p1 = c+a+b, p2 = c+a-b, p3 = c-a-b, p4 = c-a+b (§1.2)."""
+    """(..., 5) rboxes -> (..., 4, 2) corners p1 = c+a+b, p2 = c+a-b, p3 = c-a-b, p4 = c-a+b
+    (docs/CONVENTIONS.md#corners-and-polygons)."""
     return torch.stack(rbox_corner_xy(boxes), dim=-1)
 
 
@@ -195,11 +197,12 @@ def poly2rbox(polys: Tensor, pattern: str | None = "le90") -> Tensor:
     return out if pattern is None else regularize_rboxes(out, pattern)
 
 
-# ------------------------------------------------------------------ transforms (§1.6)
+# ------------------------------------------------------------------ transforms
+# (docs/CONVENTIONS.md#transforms-on-rotated-boxes)
 
 
 def rescale_rboxes(boxes: Tensor, sx: float | Tensor, sy: float | Tensor | None = None) -> Tensor:
-    """Resize rule of mmrotate 1.x for image scale factors (sx, sy) (§1.6).
+    """Resize rule of mmrotate 1.x for image scale factors (sx, sy) (docs/CONVENTIONS.md#transforms-on-rotated-boxes).
 
     c <- (sx cx, sy cy); w <- w sqrt((sx cos t)^2 + (sy sin t)^2); h <- h sqrt((sx sin t)^2 + (sy cos t)^2);
     t <- atan2(sx sin t, sy cos t). With sx == sy == s > 0 this scales c, w and h by s and keeps t (up
@@ -221,8 +224,9 @@ def rescale_rboxes(boxes: Tensor, sx: float | Tensor, sy: float | Tensor | None 
 
 
 def flip_rboxes(boxes: Tensor, image_hw: tuple[int, int], direction: str = "horizontal") -> Tensor:
-    """Flip rboxes with the image (§1.6): horizontal cx <- W - cx, t <- -t; vertical cy <- H - cy, t <- -t;
-    diagonal (both axes) cx <- W - cx, cy <- H - cy, t unchanged. Uses W - x (not W - 1 - x)."""
+    """Flip rboxes with the image (docs/CONVENTIONS.md#transforms-on-rotated-boxes): horizontal cx <- W - cx,
+    t <- -t; vertical cy <- H - cy, t <- -t; diagonal (both axes) cx <- W - cx, cy <- H - cy, t unchanged.
+    Uses W - x (not W - 1 - x)."""
     height, width = image_hw
     cx, cy, w, h, t = boxes.unbind(-1)
     if direction == "horizontal":

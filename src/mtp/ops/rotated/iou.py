@@ -1,4 +1,4 @@
-"""Exact rotated-box IoU / IoF, batched and chunked (reference/rotated-facts.md §3.1).
+"""Exact rotated-box IoU / IoF, batched and chunked (docs/CONVENTIONS.md#rotated-iou-nms-and-roialign).
 
 Hand-written: no maintained library offers batched rotated IoU in PyTorch (torchvision 0.29 has
 rotated box formats but no rotated IoU; mmcv/detectron2 ship compiled kernels that are not used here).

@@ -1,4 +1,4 @@
-"""Greedy rotated NMS without a Python loop over boxes (reference/rotated-facts.md §3.3).
+"""Greedy rotated NMS without a Python loop over boxes (docs/CONVENTIONS.md#rotated-iou-nms-and-roialign).
 
 Hand-written: no maintained library offers rotated NMS for PyTorch tensors (torchvision 0.29's
 ``nms``/``batched_nms`` are horizontal only; mmcv's ``rotated_nms`` is a compiled extension not used here).

@@ -2,13 +2,13 @@
 
 Hand-written: no maintained library (torchvision, kornia, timm, detectron2's pure-PyTorch paths) ships a
 rotated RoIAlign, and the original lives in mmcv's C++/CUDA extension, which we do not depend on. This
-module re-implements the *semantics* of mmcv 2.0's ``RoIAlignRotated`` kernel (reference/rotated-facts.md
-§2.6) with ``torch.nn.functional.grid_sample``; no mmcv code is copied.
+module re-implements the *semantics* of mmcv 2.0's ``RoIAlignRotated`` kernel
+(docs/CONVENTIONS.md#rotated-iou-nms-and-roialign) with ``torch.nn.functional.grid_sample``; no mmcv code is copied.
 
 Conventions
 -----------
 * RoIs are ``(K, 6)`` rows ``[batch_index, cx, cy, w, h, theta]`` in input-image pixels, θ in radians,
-  image frame (x right, y down); the w side runs along (cos θ, sin θ) (rotated-facts §1.1).
+  image frame (x right, y down); the w side runs along (cos θ, sin θ) (docs/CONVENTIONS.md#frame-and-angle).
 * Output ``(K, C, oh, ow)``: columns run along the box's w direction, rows along its h direction, so the
   result depends on the exact (w, h, θ) form — (h, w, θ + π/2) is the same rectangle but gives a
   rotated grid (hence the strict le90 regularisation upstream).
@@ -32,7 +32,7 @@ The sample coordinates are clamped here (rule 4), normalised with ``align_corner
 ``grid_sample(mode='bilinear', padding_mode='zeros')``; invalid samples are sent far off the map so the
 zero padding yields exactly 0, which folds the validity mask into the sampling (no extra pass over the
 ``sr²``-times-larger sample tensor). Because the clamped coordinates already lie inside the map, this equals
-the 'border' + mask recipe of rotated-facts §2.6; maps with H == 1 or W == 1 (where ``align_corners=True``
+the ``padding_mode='border'`` + validity-mask recipe; maps with H == 1 or W == 1 (where ``align_corners=True``
 maps every grid value to pixel 0) use the explicit mask instead. The grid is laid out bin-major, so the
 ``sr²`` samples of a bin are adjacent and the bin mean is a reduction over the last dimension.
 
@@ -238,7 +238,7 @@ def roi_align_rotated(
     aligned: bool = True,
     clockwise: bool = True,
 ) -> Tensor:
-    """Rotated RoIAlign with mmcv 2.0 ``RoIAlignRotated`` semantics (module docstring, rotated-facts §2.6).
+    """Rotated RoIAlign with mmcv 2.0 ``RoIAlignRotated`` semantics (module docstring).
 
     Args:
         features: (B, C, H, W) feature map.
@@ -295,7 +295,8 @@ class RotatedRoIExtractor(nn.Module):
     """mmrotate ``RotatedSingleRoIExtractor`` with RoIAlignRotated(aligned=True) on every level.
 
     Each RoI is pooled from one pyramid level, chosen by its scale sqrt(w·h):
-    ``level = clamp(floor(log2(sqrt(w·h) / finest_scale + 1e-6)), 0, L − 1)`` (rotated-facts §2.6), i.e.
+    ``level = clamp(floor(log2(sqrt(w·h) / finest_scale + 1e-6)), 0, L − 1)`` (mmrotate's
+    ``RotatedSingleRoIExtractor``), i.e.
     with finest_scale 56: < 112 px → P2, [112, 224) → P3, [224, 448) → P4, ≥ 448 → P5, pooled with
     spatial scale 1 / stride of that level. Output rows keep the RoI order.
     """
