@@ -1,6 +1,7 @@
 """Siamese change detector with Open-CD ``SiamEncoderDecoder`` names (``backbone.*``, ``decode_head.*``).
 
-Official model (reference/mtp-facts.md §6.2, §2.3; official-keys.md §2.1, §9.1):
+Official model (``RS_Tasks_Finetune/Change_Detection/configs/mtp/``; docs/RECIPES.md#change-detection,
+docs/CHECKPOINTS.md#prefixes-per-toolbox, docs/CHECKPOINTS.md#head-layouts):
 
 * one **shared** backbone runs on image A (time 1) and image B (time 2); the change-detection copy of
   ViT+RVSA returns the 4 raw stride-16 taps (``pyramid=False``: no fpn adapters; the official copy keeps

@@ -1,6 +1,6 @@
 """Loading official and mtp checkpoints into backbones.
 
-Accepted layouts (reference/official-keys.md §1-2, mtp-facts.md §2.3):
+Accepted layouts (docs/CHECKPOINTS.md#official-file-layouts, docs/CHECKPOINTS.md#vitrvsa-copies):
 
 * MAE pretraining files: weights under ``model``, ``cls_token`` + a (1, 1 + 14*14, D)
   ``pos_embed``, MAE decoder, ``norm``; the position grid is resized (bicubic) to the model's;

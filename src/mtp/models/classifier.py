@@ -1,17 +1,17 @@
 """Scene classifier with mmpretrain ``ImageClassifier`` names, so official fine-tuned files load as they are.
 
-Structure (reference/mtp-facts.md §3.1, official-keys.md §9.2): backbone -> global average pooling of the
-**last** backbone map -> ``LinearClsHead`` (one ``fc`` layer). Parameter names: ``backbone.*`` and
+Structure (docs/RECIPES.md#classification, docs/CHECKPOINTS.md#prefixes-per-toolbox): backbone -> global average
+pooling of the **last** backbone map -> ``LinearClsHead`` (one ``fc`` layer). Parameter names: ``backbone.*`` and
 ``head.fc.weight`` (num_classes, D) / ``head.fc.bias`` (num_classes,); the pooling has no parameters.
 
-The ViT+RVSA copy used for classification (mtp-facts §2.3, mmpretrain ``RVSA_MTP``) keeps the global
-relative-position tables, returns the 4 raw stride-16 taps (no fpn adapters) and never applies its final
+The ViT+RVSA copy used for classification (docs/CHECKPOINTS.md#vitrvsa-copies, mmpretrain ``RVSA_MTP``) keeps the
+global relative-position tables, returns the 4 raw stride-16 taps (no fpn adapters) and never applies its final
 ``norm``: :func:`build_classifier` builds exactly that (``pyramid=False, global_rel_pos=True``). The
 official files' unused ``backbone.norm.*`` / ``backbone.fpn1.*`` / ``backbone.fpn2.*`` tensors are
 ignored by the loader.
 
-Input: (B, 3, H, W) float images normalised as in DESIGN.md (224 x 224 in the official recipe; any
-multiple of 16 works). Output: logits (B, num_classes).
+Input: (B, 3, H, W) float images normalised as in docs/CONVENTIONS.md#images-and-normalisation (224 x 224 in the
+official recipe; any multiple of 16 works). Output: logits (B, num_classes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Change-detection task: Siamese ViT+RVSA + |A-B| fusion + UNet head with the official MTP (Open-CD) recipe.
 
-Defaults are the official ViT ones (reference/mtp-facts.md §3.1 / §3.2, change detection): 2-class CE with
+Defaults are the official ViT ones (docs/RECIPES.md#change-detection): 2-class CE with
 ignore 255, AdamW lr 6e-5, weight decay 0.05, layer-wise decay 0.9; LinearLR from 1e-6 over 5 epochs
 (per iteration) then cosine annealing to 0 at the last epoch (stepped per epoch, as mmengine's epoch-based
 ``CosineAnnealingLR``; ``cosine_by_epoch=False`` steps it per iteration); whole-image inference (padded to

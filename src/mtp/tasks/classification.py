@@ -1,6 +1,6 @@
 """Scene-classification task: ViT+RVSA classification copy + GAP + linear head, the official MTP recipe.
 
-Defaults are the official ones (mtp-facts.md §3.1): cross-entropy (no label smoothing, no mixup), AdamW
+Defaults are the official ones (docs/RECIPES.md#classification): cross-entropy (no label smoothing, no mixup), AdamW
 lr 6e-5, weight decay 0.05, layer-wise decay 0.9, a linear warmup from ``warmup_ratio`` (1e-6) over
 ``warmup_epochs`` (5) epochs then cosine to 0 at the end of training, stepped **per iteration** (the
 epoch counts are converted with the number of optimiser steps per epoch). Batches come from

@@ -1,7 +1,7 @@
 """Horizontal detection and instance segmentation task: Faster R-CNN (DIOR), RetinaNet (xView),
 Mask R-CNN, on ViT+RVSA with torchvision detectors (:mod:`mtp.models.detectors.horizontal`).
 
-Official recipe (mtp-facts.md §3.1): AdamW lr 1e-4, weight decay 0.05, layer decay 0.9, linear warmup
+Official recipe (docs/RECIPES.md#horizontal-detection): AdamW lr 1e-4, weight decay 0.05, layer decay 0.9, linear warmup
 over 500 iterations from 1e-6, x0.1 at epochs 8 and 11, 12 epochs, batch 1 per GPU; evaluation with
 COCO mAP through pycocotools with mmdet's conventions (the README metric is ``bbox mAP_50``).
 Batches come from :class:`mtp.data.datamodules.DetectionDataModule`: ``image`` (B, 3, H, W)

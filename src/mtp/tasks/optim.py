@@ -1,7 +1,8 @@
 """Optimiser parameter groups: the official layer-wise learning-rate decay for ViT backbones.
 
-Official fine-tuning rule (reference/mtp-facts.md §3, mmcv_custom
-``LayerDecayOptimizerConstructor_ViT``), with L = num_layers + 2:
+Official fine-tuning rule (``LayerDecayOptimizerConstructor_ViT`` in
+``RS_Tasks_Finetune/*/mmcv_custom/layer_decay_optimizer_constructor_vit.py``; docs/RECIPES.md#layer-wise-lr-decay),
+with L = num_layers + 2:
 
 * layer id 0: ``<backbone>.cls_token``, ``.mask_token``, ``.pos_embed`` and ``.patch_embed.*``;
 * layer id i + 1: ``<backbone>.blocks.i.*``;

@@ -1,11 +1,11 @@
 """Multi-task pretraining (MTP) on SAMRS: the official ``main_pretrain.py`` recipe as a LightningModule.
 
-Defaults are the official ones (mtp-facts.md §1.6): AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.05
-(none for 1-D parameters, biases and ``pos_embed``), ``CosineAnnealingLR(T_max=max_iters, eta_min=0)``
-stepped every iteration with no warmup; clip the global grad norm at 5 with the Trainer
-(``gradient_clip_val: 5``). Layer-wise decay is **off** by default, as it effectively is in the official run
-(its constructor looks for ``backbone.`` names, the encoder is called ``encoder.``); ``layer_decay: 0.9``
-switches on the rule the fine-tuning configs use.
+Defaults are the official ones (docs/RECIPES.md#pretraining-optimiser): AdamW lr 6e-5, betas (0.9, 0.999), weight
+decay 0.05 (none for 1-D parameters, biases and ``pos_embed``), ``CosineAnnealingLR(T_max=max_iters, eta_min=0)``
+stepped every iteration with no warmup; clip the global grad norm at 5 with the Trainer (``gradient_clip_val: 5``).
+Layer-wise decay is **off** by default, as it effectively is in the official run (its constructor looks for
+``backbone.`` names, the encoder is called ``encoder.``); ``layer_decay: 0.9`` switches on the rule the fine-tuning
+configs use.
 
 Batches: ``{dataset: batch}`` from :class:`mtp.data.datamodules.PretrainingDataModule`
 (training, a CombinedLoader in ``min_size`` mode = the official zip); validation gets one loader per dataset

@@ -1,4 +1,5 @@
-"""Official-layout MTP checkpoint files, written atomically during pretraining (mtp-facts.md §1.7).
+"""Official-layout MTP checkpoint files, written atomically during pretraining
+(docs/RECIPES.md#pretraining-checkpoints).
 
 Every ``interval`` iterations (rank 0): ``Iter_{it}_{backbone}_{tasks}pretrn_model.pth`` (whole model) and
 ``…_encoder.pth`` (encoder only); at the end of training ``last_{backbone}_{tasks}pretrn_model[_encoder].pth``

@@ -1,11 +1,11 @@
 """Rotated object detection task: ViT+RVSA (detection copy) + FPN + Oriented R-CNN.
 
-Official recipe (mtp-facts.md §3.1, rotated-facts.md §2.10): AdamW lr 1e-4, weight decay 0.05,
-layer decay 0.9, linear warmup over 500 iterations from 1e-6, x0.1 at epochs 8 and 11 (DOTA-v2:
-24, 32, 38), no gradient clipping (mmrotate 1.x). Batches come from
-:class:`mtp.data.datamodules.RotatedDetectionDataModule`: ``image`` (B, 3, H, W) normalised
-and padded to a multiple of 32, ``img_hw`` (resized, unpadded sizes), ``rboxes`` / ``labels`` /
-``difficult`` lists in resized pixels, ``scale_factor`` (sx, sy) to original pixels, ``image_id``.
+Official recipe (``RS_Tasks_Finetune/Rotated_Detection/mmrotate1.x/configs/mtp/``;
+docs/RECIPES.md#rotated-detection): AdamW lr 1e-4, weight decay 0.05, layer decay 0.9, linear warmup over 500
+iterations from 1e-6, x0.1 at epochs 8 and 11 (DOTA-v2: 24, 32, 38), no gradient clipping (mmrotate 1.x). Batches
+come from :class:`mtp.data.datamodules.RotatedDetectionDataModule`: ``image`` (B, 3, H, W) normalised and padded to
+a multiple of 32, ``img_hw`` (resized, unpadded sizes), ``rboxes`` / ``labels`` / ``difficult`` lists in resized
+pixels, ``scale_factor`` (sx, sy) to original pixels, ``image_id``.
 
 Validation/test: detections are mapped back to original pixels and scored with the mmrotate-style
 DOTA mAP (11-point, IoU 0.5). ``test`` writes ``metrics.json`` and ``per_class.txt``; with

@@ -1,6 +1,6 @@
 """Semantic segmentation task: ViT+RVSA + UperNet with the official MTP fine-tuning recipe.
 
-Defaults are the official ones (mtp-facts.md §3.1): CE with ignore 255, AdamW lr 6e-5, weight
+Defaults are the official ones (docs/RECIPES.md#segmentation): CE with ignore 255, AdamW lr 6e-5, weight
 decay 0.05, layer-wise decay 0.9, per-iteration linear warmup over 1500 iterations from 1e-6 then
 cosine to 0 at ``max_iters`` (80k), slide inference. Batches come from
 :class:`mtp.data.datamodules.SegmentationDataModule`: ``image`` (B, 3, H, W) normalised float

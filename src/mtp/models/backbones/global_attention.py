@@ -1,8 +1,9 @@
 """Global (full) multi-head self-attention of the ViT+RVSA backbone.
 
-Official behaviour (reference/mtp-facts.md §2.1): q is multiplied by head_dim**-0.5 first, then
-logits = q.k + decomposed relative-position terms computed with that *scaled* q, using tables
-``full_attn_rel_pos_h`` / ``full_attn_rel_pos_w`` of shape (2S-1, head_dim), S = img_size / 16.
+Official behaviour (``Multi-Task_Pretrain/backbone/vit_win_rvsa_v3_wsz7.py``; docs/CONVENTIONS.md#vitrvsa): q is
+multiplied by head_dim**-0.5 first, then logits = q.k + decomposed relative-position terms computed with that
+*scaled* q, using tables ``full_attn_rel_pos_h`` / ``full_attn_rel_pos_w`` of shape (2S-1, head_dim),
+S = img_size / 16.
 The detection copy (``RVSA_MTP_branches``) has no tables: plain attention.
 
 Beyond the official code, any token grid works: the tables are resized (official bicubic rule)

@@ -1,8 +1,8 @@
 """ViT + RVSA backbone of MTP, with the official parameter names and numerics.
 
-Structure (reference/mtp-facts.md §2.1–2.3): patch embedding (Conv 16x16, stride 16) + absolute
-position embedding (no class token) -> ``depth`` pre-norm blocks; block i uses global attention
-iff (i + 1) % interval == 0, otherwise rotated varied-size window attention (window 7). The
+Structure (docs/CONVENTIONS.md#backbones, docs/CHECKPOINTS.md#vitrvsa-copies): patch embedding (Conv 16x16,
+stride 16) + absolute position embedding (no class token) -> ``depth`` pre-norm blocks; block i uses global
+attention iff (i + 1) % interval == 0, otherwise rotated varied-size window attention (window 7). The
 outputs of blocks ``out_indices`` are either
 
 * ``pyramid=True`` (segmentation, detection and pretraining copies): passed through the
@@ -14,9 +14,10 @@ outputs of blocks ``out_indices`` are either
 ``global_rel_pos=False`` gives the detection copy (``RVSA_MTP_branches``): global blocks without
 relative-position tables.
 
-Input: float (B, in_chans, H, W), H and W multiples of 16, normalised RGB (DESIGN.md). Any such
-size works: the position embedding and the global tables are resized (official bicubic rule) to
-the actual token grid at run time. Output: tuple of 4 (B, embed_dim, H/s, W/s) maps.
+Input: float (B, in_chans, H, W), H and W multiples of 16, normalised RGB
+(docs/CONVENTIONS.md#images-and-normalisation). Any such size works: the position embedding and the global
+tables are resized (official bicubic rule) to the actual token grid at run time. Output: tuple of 4
+(B, embed_dim, H/s, W/s) maps.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Anchors with mmdet ``AnchorGenerator`` semantics (reference: rotated-facts.md §2.2).
+"""Anchors with mmdet ``AnchorGenerator`` semantics (docs/RECIPES.md#oriented-r-cnn-model).
 
 Differences from torchvision's ``AnchorGenerator`` that matter for official weights: base anchors
 are not rounded, the anchor centre is the top-left corner of its feature cell (``center_offset``

@@ -1,8 +1,8 @@
 """Target assignment and sampling with mmdet ``MaxIoUAssigner`` / ``RandomSampler`` semantics.
 
 Assignment codes (per prior): -1 ignored, 0 negative, k > 0 positive matched to ground truth k-1.
-Reference: rotated-facts.md §2.3 (RPN: pos 0.7 / neg 0.3 / min_pos 0.3, low-quality matches with
-``gt_max_assign_all``) and §2.8 (R-CNN: 0.5 / 0.5 / 0.5, no low-quality matches).
+Reference: docs/RECIPES.md#oriented-r-cnn-model (RPN: pos 0.7 / neg 0.3 / min_pos 0.3, low-quality matches
+with ``gt_max_assign_all``; R-CNN: 0.5 / 0.5 / 0.5, no low-quality matches).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """UNet decode head with the structure and parameter names of Open-CD's ``UNetHead`` (MTP's copy).
 
-Official facts (reference/mtp-facts.md §6.2, official-keys.md §9.1): the 4 input maps are reversed
+Official facts (``RS_Tasks_Finetune/Change_Detection/opencd/models/decode_heads/unet_head.py``;
+docs/RECIPES.md#change-detection, docs/CHECKPOINTS.md#head-layouts): the 4 input maps are reversed
 (deepest first); the deepest map enters the first block directly (no centre block, no attention);
 block ``i`` has input channels ``[C4, 512, 256, 128][i]``, skip channels ``[C3, C2, C1, 0][i]`` and
 output channels ``decoder_channels[i]`` = ``[512, 256, 128, 64][i]``. Each block: nearest x2

@@ -1,6 +1,6 @@
 """UperNet decode head with the structure and parameter names of mmseg's ``UPerHead``.
 
-Official facts (reference/official-keys.md §3, mtp-facts.md §3.1): pyramid pooling on the last
+Official facts (docs/CHECKPOINTS.md#head-layouts, docs/RECIPES.md#segmentation): pyramid pooling on the last
 input (pool scales 1, 2, 3, 6) -> ``bottleneck``; ``lateral_convs`` (1x1) on the other inputs;
 top-down addition; ``fpn_convs`` (3x3); all levels resized to the first and concatenated ->
 ``fpn_bottleneck`` (3x3); Dropout2d(0.1) -> ``conv_seg`` (1x1, with bias). Every ConvModule is

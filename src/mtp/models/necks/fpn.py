@@ -1,6 +1,6 @@
 """FPN neck: torchvision's ``FeaturePyramidNetwork`` with mmdet's configuration and init.
 
-mmdet FPN as used by every MTP detector (official-keys.md §5, rotated-facts §2.1): 1x1 lateral and
+mmdet FPN as used by every MTP detector (docs/RECIPES.md#oriented-r-cnn-model): 1x1 lateral and
 3x3 output convs with bias and no norm, nearest top-down upsampling to the lower level's size, and
 P6 = max_pool2d(P5, kernel 1, stride 2) -> 5 maps with ``out_channels`` at strides 4..64. That is
 exactly torchvision's FPN with ``LastLevelMaxPool``; the official names map as

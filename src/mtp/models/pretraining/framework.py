@@ -1,4 +1,5 @@
-"""The MTP multi-task pretraining model (official ``MutliTaskPretrnFramework``, mtp-facts.md §1.4).
+"""The MTP multi-task pretraining model (official ``MutliTaskPretrnFramework`` in ``Multi-Task_Pretrain/models.py``;
+docs/RECIPES.md#pretraining-model).
 
 One shared encoder runs on the concatenation of the dataset batches; its 4 maps are split back per
 dataset. Per task, a shared decoder runs once per dataset with that dataset's final layers:
@@ -49,7 +50,7 @@ from mtp.models.pretraining.heads import (
     semantic_head,
 )
 
-#: Official dataset numbering and class counts (without background), mtp-facts.md §1.2.
+#: Official dataset numbering and class counts (without background), docs/RECIPES.md#samrs-data.
 DATASET_INDEX = {"sota": 1, "sior": 2, "fast": 3}
 OFFICIAL_NUM_CLASSES = {"sota": 18, "sior": 20, "fast": 37}
 TASKS = ("ss", "is", "rd")
@@ -144,7 +145,7 @@ class MultiTaskPretrainModel(nn.Module):
         tasks: subset of ``('ss', 'is', 'rd')``.
         background: seg heads get a background channel (C + 1 outputs, official default). With False
             they have C outputs and background pixels are ignored (the official code instead keeps the
-            +1 shift, which overflows FAST's head — mtp-facts.md §1.4).
+            +1 shift, which overflows FAST's head — docs/RECIPES.md#traps-in-the-official-repository).
         channels: decoder width (256).
         joint_semantic_trunk: run the UPerHead trunk once on all datasets' images instead of once per dataset
             (official). Its BatchNorm then normalises over the union of the datasets, which allows one image

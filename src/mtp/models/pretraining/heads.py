@@ -1,4 +1,4 @@
-"""Shared decoder trunks whose last layers are chosen per dataset (MTP pretraining, mtp-facts.md §1.4).
+"""Shared decoder trunks whose last layers are chosen per dataset (MTP pretraining, docs/RECIPES.md#pretraining-model).
 
 In the official model the three task decoders are shared across the SAMRS datasets, but the final
 classifier / regressor / mask-logit layers are per dataset and live on the framework under their

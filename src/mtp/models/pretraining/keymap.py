@@ -1,4 +1,4 @@
-"""Official MTP whole-model checkpoint names <-> ours (official-keys.md §4), loading and export.
+"""Official MTP whole-model checkpoint names <-> ours (docs/CHECKPOINTS.md#mtp-pretraining-files), loading and export.
 
 Only the backbone-less decoders built from torchvision parts and the FPNs are named differently:
 
@@ -11,7 +11,8 @@ Only the backbone-less decoders built from torchvision parts and the FPNs are na
 
 Everything else (``encoder.*``, ``semsegdecoder.*``, ``semseghead_k.*``, every per-dataset layer,
 ``rotdetdecoder.{rpn_head, roi_head}.*``) has the official name and layout already. The official encoder
-carries an unused final ``norm`` (never in the forward pass, mtp-facts.md §2.3): it is ignored on load and
+carries an unused final ``norm`` (never in the forward pass, docs/CHECKPOINTS.md#vitrvsa-copies): it is ignored on
+load and
 written as an identity LayerNorm (weight 1, bias 0) on export, so exported files have the official key set.
 """
 

@@ -9,7 +9,7 @@ accept:
 * ``rd`` -> Oriented R-CNN (mmrotate 1.x): ``backbone.*``, ``neck.*``, ``rpn_head.*``,
   ``roi_head.bbox_head.shared_fcs.*``. ``official=True`` reproduces ``scripts/change_ckpt.py`` exactly
   (every ``encoder`` substring -> ``backbone``, ``rotdetdecoder.`` removed, all other keys kept; that file
-  only loads non-strictly, as mmengine does). official-keys.md §4.6.
+  only loads non-strictly, as mmengine does). docs/CHECKPOINTS.md#decoder-reuse.
 * ``is`` -> Mask R-CNN (mmdet): ``backbone``, ``neck``, ``rpn_head``, ``roi_head.bbox_head.shared_fcs``,
   ``roi_head.mask_head.{convs, upsample}``; ``hd`` -> the same without the mask head (Faster R-CNN, DIOR).
 * ``ss`` -> UperNet (mmseg): ``backbone.*`` and ``decode_head.*`` (the 256-channel pretraining trunk: set
@@ -17,8 +17,8 @@ accept:
 
 ``dataset`` (``sota``/``sior``/``fast``) also copies that dataset's final layers into the fine-tuning
 classifier (``fc_cls``/``fc_reg``/``conv_logits``/``conv_seg``), e.g. SIOR -> DIOR-R or DIOR, which share the
-class order (official-keys.md §4.5). Without it the final layers are absent and the fine-tuning loaders
-keep their fresh initialisation (logged).
+class order (docs/CHECKPOINTS.md#mtp-pretraining-files). Without it the final layers are absent and the
+fine-tuning loaders keep their fresh initialisation (logged).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def official_pretrain_state(path: str | Path) -> dict[str, Tensor]:
 
 
 def change_ckpt(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The official ``scripts/change_ckpt.py`` renaming (official-keys.md §4.6), key for key."""
+    """The official ``scripts/change_ckpt.py`` renaming (docs/CHECKPOINTS.md#decoder-reuse), key for key."""
     out = {}
     for key, value in state.items():
         if "encoder" in key:

@@ -1,4 +1,4 @@
-"""torchvision detection parts adjusted to mmdet semantics (official-keys.md §11.2).
+"""torchvision detection parts adjusted to mmdet semantics (docs/CHECKPOINTS.md#mmdet-and-torchvision).
 
 torchvision's FasterRCNN / MaskRCNN / RetinaNet are used as they are, with these parts swapped in
 where their behaviour differs from the mmdet configs MTP was trained with:
@@ -117,7 +117,8 @@ class PrebatchedTransform(GeneralizedRCNNTransform):
     """Batching only (pad to a multiple of ``size_divisible``): no resize, no normalisation.
 
     The mtp data pipeline already resized (mmdet ``Resize(keep_ratio)``) and normalised the images
-    with the 0-255 statistics of DESIGN.md; outputs therefore stay in the input frame.
+    with the 0-255 statistics of docs/CONVENTIONS.md#images-and-normalisation; outputs therefore stay in the
+    input frame.
     """
 
     def __init__(self, size_divisible: int = 32) -> None:

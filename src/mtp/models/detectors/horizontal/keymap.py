@@ -1,5 +1,5 @@
 """Official mmdet 3.x checkpoints (Faster R-CNN DIOR, Mask R-CNN, RetinaNet xView) -> our torchvision
-detectors (official-keys.md §5–§7, §11.1).
+detectors (docs/CHECKPOINTS.md#head-layouts, docs/CHECKPOINTS.md#mmdet-and-torchvision).
 
 Names: ``backbone.*`` -> ``backbone.body.*``; FPN ``neck.lateral_convs.i.conv`` / ``fpn_convs.i.conv``
 -> torchvision ``inner_blocks.i.0`` / ``layer_blocks.i.0`` (RetinaNet's ``fpn_convs.3/4`` -> the

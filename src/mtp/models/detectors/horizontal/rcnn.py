@@ -1,14 +1,13 @@
 """Faster R-CNN and Mask R-CNN on ViT+RVSA, assembled from torchvision's kept components.
 
-torchvision ``FasterRCNN`` / ``MaskRCNN`` with the official MTP / mmdet settings (mtp-facts.md §1.5,
-§3.1; official-keys.md §5, §7, §11): FPN 256 x 5 levels (P6 by max-pool), anchors scales 8, ratios
-0.5/1/2, strides 4..64 (not rounded), RPN MaxIoU 0.7/0.3 with low-quality matches at >= 0.3,
-256 samples (1/2 positive), L1 box loss, proposals 2000 -> NMS 0.7 -> 1000 (train) / 1000 -> 1000
-(test); RoIAlign 7 (mask 14), aligned, adaptive sampling; Shared2FC 1024; class-specific deltas
-with stds (0.1, 0.1, 0.2, 0.2) (= torchvision weights (10, 10, 5, 5)); MaxIoU 0.5 (Faster R-CNN on
-DIOR without low-quality matches, Mask R-CNN with); 512 samples (1/4 positive), ground truths
-added as proposals; L1 box loss; test score > 0.05, NMS 0.5, 100 per image; mask head 4 convs +
-deconv, 28x28 targets.
+torchvision ``FasterRCNN`` / ``MaskRCNN`` with the official MTP / mmdet settings
+(docs/RECIPES.md#horizontal-detection, docs/RECIPES.md#pretraining-model, docs/CHECKPOINTS.md#mmdet-and-torchvision):
+FPN 256 x 5 levels (P6 by max-pool), anchors scales 8, ratios 0.5/1/2, strides 4..64 (not rounded), RPN MaxIoU 0.7/0.3
+with low-quality matches at >= 0.3, 256 samples (1/2 positive), L1 box loss, proposals 2000 -> NMS 0.7 -> 1000 (train) /
+1000 -> 1000 (test); RoIAlign 7 (mask 14), aligned, adaptive sampling; Shared2FC 1024; class-specific deltas with
+stds (0.1, 0.1, 0.2, 0.2) (= torchvision weights (10, 10, 5, 5)); MaxIoU 0.5 (Faster R-CNN on DIOR without low-quality
+matches, Mask R-CNN with); 512 samples (1/4 positive), ground truths added as proposals; L1 box loss; test
+score > 0.05, NMS 0.5, 100 per image; mask head 4 convs + deconv, 28x28 targets.
 
 Labels follow torchvision inside the model (1..K, background 0); the task converts from the
 0-based dataset labels. Official mmdet checkpoints load through :mod:`.keymap`.

@@ -1,6 +1,7 @@
 """RetinaNet on ViT+RVSA from torchvision's ``RetinaNet`` with the MTP xView settings.
 
-Official facts (mtp-facts.md §3.1, official-keys.md §6, §11): FPN on backbone levels 1..3 (strides
+Official facts (docs/RECIPES.md#horizontal-detection, docs/CHECKPOINTS.md#head-layouts,
+docs/CHECKPOINTS.md#mmdet-and-torchvision): FPN on backbone levels 1..3 (strides
 8/16/32) with two extra 3x3 stride-2 convs, P6 on the raw stride-32 backbone map ('on_input') and P7
 on P6 **without** a ReLU (torchvision's ``LastLevelP6P7`` adds one); 5 levels, strides 8..128;
 anchors octave base scale 4, 3 scales per octave (4, 5.04, 6.35 x stride, not rounded), ratios

@@ -1,4 +1,4 @@
-"""Box coders of Oriented R-CNN (mmrotate 1.x semantics, rotated-facts.md §2.4 and §2.7).
+"""Box coders of Oriented R-CNN (mmrotate 1.x semantics, docs/RECIPES.md#oriented-r-cnn-model).
 
 * :class:`MidpointOffsetCoder` (RPN, 6 deltas): horizontal anchor -> oriented proposal through the
   midpoint offsets (da, db) of the top and right vertices on the circumscribed box; decoding forms
@@ -6,7 +6,7 @@
 * :class:`DeltaXYWHTCoder` (R-CNN, 5 deltas): proposal rbox -> rbox with centre deltas in the
   proposal frame (``proj_xy``), log sizes and an angle delta with edge swap (|dt| <= pi/4).
 
-Rotated boxes: (cx, cy, w, h, theta), pixels, radians, y down (DESIGN.md). Hand-written: no kept
+Rotated boxes: (cx, cy, w, h, theta), pixels, radians, y down (docs/CONVENTIONS.md#rotated-boxes). Hand-written: no kept
 library provides these coders.
 """
 

@@ -1,5 +1,5 @@
 """Oriented R-CNN RoI head (mmdet ``StandardRoIHead`` + ``Shared2FCBBoxHead``, rbox prediction;
-rotated-facts.md §2.6–2.9).
+docs/RECIPES.md#oriented-r-cnn-model).
 
 Layers (official names under ``roi_head.bbox_head``): ``shared_fcs.{0,1}`` (256*7*7 -> 1024 ->
 1024, ReLU, Xavier-uniform), ``fc_cls`` (1024 -> C + 1, background last, Normal 0.01), ``fc_reg``

@@ -1,4 +1,4 @@
-"""Oriented RPN (mmrotate ``OrientedRPNHead`` semantics; rotated-facts.md §2.2–2.5).
+"""Oriented RPN (mmrotate ``OrientedRPNHead`` semantics; docs/RECIPES.md#oriented-r-cnn-model).
 
 Layers (official names): ``rpn_conv`` 3x3 256 -> ReLU -> ``rpn_cls`` 1x1 (A) and ``rpn_reg`` 1x1
 (A x 6, channel a*6 + k), shared across the 5 FPN levels, Normal(0, 0.01) init.
