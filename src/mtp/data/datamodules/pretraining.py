@@ -1,4 +1,4 @@
-"""LightningDataModule for MTP multi-task pretraining on SAMRS (SOTA, SIOR, FAST; reference/mtp-facts.md §1.2).
+"""LightningDataModule for MTP multi-task pretraining on SAMRS (SOTA, SIOR, FAST; docs/RECIPES.md#samrs-data).
 
 Training: ``train_dataloader()`` returns ``CombinedLoader({name: DataLoader}, mode="min_size")`` — the
 official ``zip`` of the per-dataset loaders: one step gets one batch of every dataset and the epoch ends with the

@@ -1,7 +1,8 @@
 """Change-detection readers: A/B/label folders (LEVIR-CD, WHU-CD, CDD/SVCD, OSCD RGB patches) and the raw
 OSCD Sentinel-2 release.
 
-Folder layout (Open-CD ``_BaseCDDataset``, reference/mtp-facts.md §3.3): ``<root>/<split>/{A,B,label}/`` with
+Folder layout (Open-CD ``_BaseCDDataset``, ``RS_Tasks_Finetune/Change_Detection/opencd/datasets/``):
+``<root>/<split>/{A,B,label}/`` with
 identical file names in ``A`` (time 1), ``B`` (time 2) and ``label``. Official suffixes: LEVIR ``.png``,
 OSCD-RGB ``.png``, CDD/SVCD ``.jpg`` (images and labels), WHU none (every file). A split without a ``label``
 folder is read as unlabelled (prediction).

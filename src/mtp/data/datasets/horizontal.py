@@ -52,7 +52,7 @@ __all__ = ["DIOR", "DIOR_CLASSES", "COCODetection", "HorizontalDetectionDataset"
 
 log = logging.getLogger(__name__)
 
-# Official order (reference/mtp-facts.md §3.3), the same 20 names as DIOR-R; the release xml spellings
+# Official order (docs/CONVENTIONS.md#class-orders), the same 20 names as DIOR-R; the release xml spellings
 # ("Expressway-Service-area", "Expressway-toll-station") become these once lower-cased.
 DIOR_CLASSES: tuple[str, ...] = DIOR_R_CLASSES
 

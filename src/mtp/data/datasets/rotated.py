@@ -6,7 +6,7 @@ Sample dict returned by ``dataset[i]`` (before ``transform``):
 * ``"boxes"``: ``tv_tensors.BoundingBoxes`` float32 (N, 8), format ``XYXYXYXY``, ``canvas_size=(H, W)``,
   ``clamping_mode=None`` (polygons are never clipped): the annotated quadrilaterals x1 y1 … x4 y4 in pixels
   as written in the file (no minAreaRect here; :class:`mtp.data.transforms.rotated.ToRBoxes` converts);
-* ``"labels"``: int64 (N,), 0-based index in ``classes`` (the official order, reference/rotated-facts.md §1.5);
+* ``"labels"``: int64 (N,), 0-based index in ``classes`` (the official order, docs/CONVENTIONS.md#class-orders);
 * ``"difficult"``: bool (N,) (DOTA difficult 1, and 2 = truncated by the splitter; always False for DIOR-R
   and FAIR1M). Like mmrotate (``diff_thr`` 100), difficult objects are ordinary ground truth;
 * ``"image_path"``: str; ``"image_id"``: str, the file stem (split patches: ``P0000__1024__0___824``);

@@ -9,7 +9,7 @@ xml files. Degenerate polygons (two consecutive equal vertices, as MTP's DIOR-R 
 zero shoelace area) are not errors: they are dropped and reported in ``Annotations.skipped`` (the line
 numbers / object indices), so the caller can count and log them.
 
-DOTA txt rules (reference/rotated-facts.md §1.5): fields ``x1 y1 x2 y2 x3 y3 x4 y4 class [difficult]``,
+DOTA txt rules (docs/CONVENTIONS.md#dota-labeltxt): fields ``x1 y1 x2 y2 x3 y3 x4 y4 class [difficult]``,
 separated by white space; a line without the difficult field has difficult 0; difficult may be 0, 1 or 2
 (2 = truncated by the splitter). Release header lines (``imagesource:GoogleEarth``, ``gsd:0.146``: a single
 ``key:value`` token) and blank lines are skipped. Unlike the devkit, which silently skips *any* line with
@@ -188,7 +188,7 @@ def _text(el: ET.Element | None) -> str | None:
 
 def parse_dior_xml(path: Path, class_map: Mapping[str, int] | None = None) -> Annotations:
     """DIOR-R xml: ``object/name`` (lower-cased) and ``object/robndbox`` with the eight fields x_left_top …
-    y_left_bottom (reference/rotated-facts.md §1.5). The xml ``difficult`` tag is ignored (all 0)."""
+    y_left_bottom (docs/CONVENTIONS.md#dior-r-xml). The xml ``difficult`` tag is ignored (all 0)."""
     root = _xml_root(path)
     polys, names, labels, skipped = [], [], [], []
     for k, obj in enumerate(root.iter("object")):

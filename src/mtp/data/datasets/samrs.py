@@ -1,5 +1,5 @@
 """SAMRS multi-task pretraining sets: SOTA (18 classes), SIOR (20) and FAST (37), each image with a semantic
-map, instance masks + boxes and rotated boxes (reference/mtp-facts.md §1.2; layouts and the start-up check in
+map, instance masks + boxes and rotated boxes (docs/RECIPES.md#samrs-data; layouts and the start-up check in
 :mod:`mtp.data.datasets.samrs_formats`).
 
 Sample dict returned by ``dataset.load_sample(i)`` (``dataset[i]`` applies ``transform`` to it):

@@ -1,5 +1,5 @@
 """SAMRS pretraining sets (SOTA / SIOR / FAST): class lists, the official folder layouts, and the start-up
-reader + consistency check used by :class:`mtp.data.datasets.samrs.SAMRSDataset` (reference/mtp-facts.md §1.2).
+reader + consistency check used by :class:`mtp.data.datasets.samrs.SAMRSDataset` (docs/RECIPES.md#samrs-data).
 
 Layout under ``root`` (train and valid share the image / gray / box folders; only the COCO json differs):
 

@@ -9,7 +9,8 @@ Sample dict returned by ``dataset[i]`` (before ``transform``):
 * ``"ori_size"``: (H, W) ints of the image on disk (to resize predictions back after an eval resize).
 
 Masks are single-channel PNGs read as stored (palette PNGs give their indices, as mmseg's pillow loader).
-``reduce_zero_label`` (reference/rotated-facts.md §7.2): ``out = v - 1; out[v == 0] = 255; out[out == 254] = 255``.
+``reduce_zero_label`` (docs/CONVENTIONS.md#masks-and-ignore-index): ``out = v - 1; out[v == 0] = 255;
+out[out == 254] = 255``.
 Bad inputs raise ``FileNotFoundError`` / ``ValueError`` naming the file(s). The value check runs lazily in
 ``__getitem__``; :meth:`SegmentationDataset.validate` scans everything eagerly.
 """
@@ -249,8 +250,8 @@ class SpaceNetV1(SegmentationDataset):
     official configs). Labels 0 = background, 1 = building, 255 = ignore, no zero-label reduction.
 
     A mask whose values are only {0, 255} with some 255 and no 1 looks like the official 0/255 export
-    (``process_spacenet.py``, mtp-facts §7 item 14): every building would silently become "ignore", so it
-    raises ``ValueError`` naming the file (``check_255_export=False`` turns this off).
+    (``scripts/process_spacenet.py``, docs/RECIPES.md#official-scripts): every building would silently become
+    "ignore", so it raises ``ValueError`` naming the file (``check_255_export=False`` turns this off).
     """
 
     def __init__(

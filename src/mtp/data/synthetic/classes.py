@@ -10,9 +10,8 @@ Generator classes
 ``SceneObject.subtype`` refines a category: building -> house | industrial, small-vehicle -> car,
 large-vehicle -> truck, ship -> motorboat | cargo-ship, plane -> narrow-body | wide-body, storage-tank -> tank.
 
-Official lists (order = label index of the official/MTP readers, reference/mtp-facts.md §1.2, §3.3 and
-reference/rotated-facts.md §1.5) and the mapping of generator objects onto them (``to_*``; ``None`` =
-the object has no counterpart in that format and is not written).
+Official lists (order = label index of the official/MTP readers, docs/CONVENTIONS.md#class-orders) and the mapping
+of generator objects onto them (``to_*``; ``None`` = the object has no counterpart in that format and is not written).
 """
 
 from __future__ import annotations

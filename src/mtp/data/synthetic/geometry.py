@@ -1,6 +1,6 @@
 """Rotated-box helpers used by the generator and the writers (numpy, float64).
 
-Conventions (reference/rotated-facts.md §1): image frame, x right, y down, pixel centres at integer
+Conventions (docs/CONVENTIONS.md#rotated-boxes): image frame, x right, y down, pixel centres at integer
 coordinates; a rotated box is (cx, cy, w, h, theta) in pixels and radians, the w side runs along
 (cos theta, sin theta) and the h side along (-sin theta, cos theta); positive theta is clockwise on screen.
 """
@@ -29,7 +29,7 @@ def regularize_le90(cx: float, cy: float, w: float, h: float, theta: float) -> t
 
 
 def rbox_corners(rbox) -> np.ndarray:
-    """Corners (4, 2) of (cx, cy, w, h, theta), mmrotate 1.x order (rotated-facts §1.2).
+    """Corners (4, 2) of (cx, cy, w, h, theta), mmrotate 1.x order (docs/CONVENTIONS.md#corners-and-polygons).
 
     With a = (w/2 cos t, w/2 sin t) and b = (-h/2 sin t, h/2 cos t): c + a + b, c + a - b, c - a - b, c - a + b.
     Also accepts (..., 5) arrays and returns (..., 4, 2).

@@ -4,7 +4,7 @@
 per-scene numpy Generator is seeded with ``[seed, index]`` (change pairs use ``[seed, index, 1]``), the
 material textures with ``[seed]``. Conventions: images uint8 (H, W, 3) RGB; pixels x right, y down, pixel
 centres at integer coordinates; rotated boxes (cx, cy, w, h, theta) in pixels/radians, 'le90'
-(w >= h, theta in [-pi/2, pi/2), reference/rotated-facts.md §1.3); horizontal boxes (x1, y1, x2, y2).
+(w >= h, theta in [-pi/2, pi/2), docs/CONVENTIONS.md#regularisation); horizontal boxes (x1, y1, x2, y2).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class SceneObject:
     category: an ``OBJECT_CLASSES`` name; subtype: finer look ('house'/'industrial', 'car'/'truck',
     'motorboat'/'cargo-ship', 'narrow-body'/'wide-body', 'tank'), used to map onto official class lists.
     rbox: (5,) float64 (cx, cy, w, h, theta) px/rad, le90. polygon: (4, 2) float64 corners of ``rbox`` in
-    rotated-facts §1.2 order. hbox: (4,) float64 (x1, y1, x2, y2) circumscribing ``polygon``.
+    mmrotate 1.x order (docs/CONVENTIONS.md#corners-and-polygons). hbox: (4,) float64 (x1, y1, x2, y2)
+    circumscribing ``polygon``.
     mask_crop: (h, w) bool mask of the visible object pixels inside the crop whose top-left pixel is
     ``mask_origin`` = (x0, y0); ``mask`` expands it to the full (H, W) image (``image_hw``).
     difficult: low-contrast object (drawn close to the ground colour, without shadow).

@@ -1,6 +1,6 @@
 """Writers with instance masks: COCO json (RLE) and the SAMRS pretraining sets (SOTA / SIOR / FAST).
 
-SAMRS layouts follow reference/mtp-facts.md §1.2 (the paths ``main_pretrain.py`` hard-codes); the images, gray
+SAMRS layouts follow docs/RECIPES.md#samrs-data (the paths ``main_pretrain.py`` hard-codes); the images, gray
 semantic maps, rotated-box files and COCO jsons share the image stem. The scene index is the running image
 number (train first, then val).
 """

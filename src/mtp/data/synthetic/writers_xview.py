@@ -17,7 +17,7 @@ import numpy as np
 from mtp.data.synthetic.scenes import SceneGenerator, SceneObject
 from mtp.data.synthetic.writers_common import OBJECT_SCENES, DatasetSummary, prepare, save_image
 
-# (category, subtype or None for any) -> xView type_id (reference/mtp-facts.md §5: 73 Building, 77 Facility,
+# (category, subtype or None for any) -> xView type_id (``scripts/prepare_xview_dataset.py``; 73 Building, 77 Facility,
 # 18 Small Car, 23 Truck, 41 Motorboat, 51 Container Ship, 11 Fixed-wing Aircraft, 13 Cargo Plane,
 # 86 Storage Tank).
 XVIEW_TYPE_IDS: dict[tuple[str, str | None], int] = {

@@ -1,6 +1,6 @@
 """Convert DIOR horizontal boxes (VOC xml) to the COCO jsons MTP's mmdet configs read.
 
-Behaviour of the official ``scripts/dior_h_2_coco.py`` (reference/mtp-facts.md §5), re-implemented:
+Behaviour of the official ``scripts/dior_h_2_coco.py`` (docs/RECIPES.md#official-scripts), re-implemented:
 
 * per split (``trainval``, ``test``): ids from ``root/ImageSets/Main/<split>.txt``, images
   ``root/JPEGImages-trainval|test/<id>.jpg``, annotations ``root/Annotations/Horizontal Bounding Boxes/<id>.xml``
@@ -15,7 +15,7 @@ Behaviour of the official ``scripts/dior_h_2_coco.py`` (reference/mtp-facts.md �
   official json (mmdet maps ids to labels through the category order, so 1-based ids train the same way);
 * output ``out_dir/DIOR_trainval_coco.json`` and ``out_dir/DIOR_test_coco.json``. The official script writes
   them next to ``ImageSets/Main`` while the configs expect them in the dataset root
-  (reference/mtp-facts.md §7 item 14): pass ``out_dir=root`` for the config layout.
+  (docs/RECIPES.md#traps-in-the-official-repository, item 14): pass ``out_dir=root`` for the config layout.
 
 Unlike the official script, bad xml (unknown class, ``xmax <= xmin``, missing fields) is an error naming the
 file and the object index, and a listed but missing image or xml is an error naming the path.

@@ -1,4 +1,4 @@
-"""Split large DOTA images into overlapping patches like mmrotate's splitter (reference/rotated-facts.md §5.1).
+"""Split large DOTA images into overlapping patches like mmrotate's splitter (docs/EVALUATION.md#dota-splitting).
 
 Written from the rules, not from the OpenMMLab code:
 

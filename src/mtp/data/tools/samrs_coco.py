@@ -1,5 +1,5 @@
 """Convert SAMRS instance pickles to the COCO jsons the MTP pretraining reads (official ``scripts/convert_pkl_json.py``,
-reference/mtp-facts.md §5; re-implemented from its described behaviour).
+docs/RECIPES.md#official-scripts; re-implemented from its described behaviour).
 
 Inputs: the split lists ``<lists>/{train,valid}.txt`` (one image stem per line), the images
 ``<images>/<stem><suffix>`` (``.png``; SIOR ``.jpg``) and one pickle per image ``<pickles>/<stem>.pkl``

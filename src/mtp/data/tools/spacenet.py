@@ -15,7 +15,7 @@ reprojected to the image CRS with ``rasterio.warp.transform_geom`` when the two 
 FeatureCollection (or only empty / null geometries) gives an all-zero mask. Images without a GeoJSON are
 skipped with a warning and listed in the summary. The split is a seeded permutation of the sorted ids,
 so it is reproducible. This replaces the official ``process_spacenet.py``, whose 0/255 masks the dataset
-class cannot use (reference/mtp-facts.md §7 item 14).
+class cannot use (docs/RECIPES.md#traps-in-the-official-repository, item 14).
 """
 
 from __future__ import annotations

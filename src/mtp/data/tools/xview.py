@@ -1,6 +1,6 @@
 """Convert the xView release (``xView_train.geojson`` + ``train_images/*.tif``) to MTP's 416-px COCO tiles.
 
-Re-implements the behaviour of the official ``scripts/prepare_xview_dataset.py`` (reference/mtp-facts.md §5):
+Re-implements the behaviour of the official ``scripts/prepare_xview_dataset.py`` (docs/RECIPES.md#official-scripts):
 
 1. Labels: every feature with ``properties.bounds_imcoords`` "x1,y1,x2,y2" (image pixels) whose
    ``properties.image_id`` (e.g. "1036.tif") exists in the image folder; ``type_id`` → label 0..59 through
@@ -11,8 +11,9 @@ Re-implements the behaviour of the official ``scripts/prepare_xview_dataset.py``
    bounds or type_id are errors naming the feature index.
 2. Split: the images with at least one object, sorted by name, are permuted with ``numpy.random.default_rng(
    seed)``; the first ``num_train`` (or ``len − round(val_fraction·len)``) are train, the rest val. The
-   official split is an *unseeded* ``np.random.shuffle`` with 700 train images (reference/mtp-facts.md §7
-   item 14; ``num_train=700`` gives the official sizes, not the official membership).
+   official split is an *unseeded* ``np.random.shuffle`` with 700 train images
+   (docs/RECIPES.md#traps-in-the-official-repository, item 14; ``num_train=700`` gives the official sizes, not the
+   official membership).
 3. Tiles of ``tile`` × ``tile`` (416): images smaller than a tile are padded bottom/right with grey
    (128, 128, 128); tile origins along a side of length L are ``linspace(0, L − tile, ceil((L − tile) / tile)
    + 1)`` truncated to ints (no requested overlap, but the last tile is aligned to the border, so tiles

@@ -5,7 +5,7 @@ Sample dicts (see :mod:`mtp.data.datasets.change_detection`) hold ``"image_a"`` 
 transforms draw their parameters once per sample and apply them to A, B and the label together (the v2 rule
 for all tv_tensors of a sample), so the three stay aligned.
 
-Official recipe (reference/mtp-facts.md §3.1, change detection), for crop size ``c``:
+Official recipe (docs/RECIPES.md#change-detection), for crop size ``c``:
 
 * train: [OSCD: ``ResizeTo(224, keep_ratio=True, resize_mask=True)``] → :class:`RandomRotFlip` (rotate p 0.5
   within ±20°, otherwise flip p 0.5) → ``RandomCropCatMax(c, 0.75)`` → :class:`ExchangeTime` (p 0.5) →

@@ -5,7 +5,7 @@ Samples are the dicts of :mod:`mtp.data.datasets.horizontal`: ``"image"`` (``tv_
 (``tv_tensors.Mask`` uint8 (N, H, W)), plus strings / tuples that pass through. Random numbers come from
 torch's global generator (DataLoader worker seeding).
 
-Official pipeline (reference/mtp-facts.md §3.1): train ``Resize(scale=(S, S), keep_ratio=True)`` →
+Official pipeline (docs/RECIPES.md#horizontal-detection): train ``Resize(scale=(S, S), keep_ratio=True)`` →
 ``RandomFlip(0.5)`` (horizontal) → pack, then the data preprocessor normalises and pads to a multiple of 32;
 test: the same resize with the annotations loaded after it (ground truth in original pixels).
 

@@ -1,6 +1,6 @@
 """mmseg-style ``PhotoMetricDistortion`` on uint8 RGB images (torchvision.transforms.v2 compatible).
 
-The official segmentation recipes (reference/mtp-facts.md §3.1) apply, in this order:
+The official segmentation recipes (docs/RECIPES.md#segmentation) apply, in this order:
 
 1. brightness (p 0.5): ``img + U(-brightness_delta, brightness_delta)``;
 2. ``mode = randint(2)``; if ``mode == 1``: contrast (p 0.5): ``img * U(contrast_range)``;

@@ -9,7 +9,7 @@ before minAreaRect. Random numbers come from torch's global generator (DataLoade
 Coordinate frame: pixel k covers [k, k + 1) (the frame of mmrotate's formulas and of RoIAlign
 ``aligned=True``): a flip maps x → W − x, a resize by (sx, sy) maps x → sx·x, and a rotation turns the image
 and the polygons about the same point (W/2, H/2) (mmrotate rotates boxes about (W/2, H/2) too,
-reference/rotated-facts.md §1.6). Positive angles turn clockwise on screen (y down), like θ.
+docs/CONVENTIONS.md#transforms-on-rotated-boxes). Positive angles turn clockwise on screen (y down), like θ.
 
 torchvision 0.29 and ``XYXYXYXY`` boxes: ``F.horizontal_flip`` / ``F.vertical_flip`` are exact (x → W − x,
 vertex order permuted, no clamping) and are used here. ``F.resize``, ``F.rotate`` and ``F.affine`` are *not*
@@ -87,8 +87,8 @@ class _SampleTransform(v2.Transform, metaclass=ABCMeta):
 
 class RandomRotatedFlip(v2.Transform):
     """mmrotate ``RandomFlip(prob=p, direction=[...])``: with probability ``p`` flip in one of ``directions``
-    chosen uniformly ('diagonal' = both axes). MTP: p 0.75 over h/v/d, i.e. 0.25 each (§2.10). Boxes use
-    torchvision's exact XYXYXYXY flip kernels (x → W − x)."""
+    chosen uniformly ('diagonal' = both axes). MTP: p 0.75 over h/v/d, i.e. 0.25 each
+    (docs/RECIPES.md#rotated-detection). Boxes use torchvision's exact XYXYXYXY flip kernels (x → W − x)."""
 
     def __init__(self, p: float = 0.75, directions: Sequence[str] = FLIP_DIRECTIONS) -> None:
         super().__init__()
@@ -127,7 +127,7 @@ def rotate_polygons(polys: torch.Tensor, angle: float, center: tuple[float, floa
 class RandomRotate(_SampleTransform):
     """mmrotate 1.x ``RandomRotate``: with probability ``p`` rotate by α ~ U[−angle_range, angle_range)
     degrees, or — when any label of the image is in ``rect_classes`` — by a random choice of ``rect_angles``
-    (DOTA-v1.0: rect classes 9, 11 = storage-tank, roundabout; §2.10).
+    (DOTA-v1.0: rect classes 9, 11 = storage-tank, roundabout; docs/RECIPES.md#rotated-detection).
 
     The image keeps its size and is rotated about its centre (bilinear, corners filled with ``fill``);
     polygons are rotated about the same point; objects whose centre (vertex mean) is no longer strictly

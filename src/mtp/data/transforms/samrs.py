@@ -1,5 +1,5 @@
-"""The official MTP pretraining pipelines for SAMRS samples (reference/mtp-facts.md §1.3), run per sample in the
-DataLoader workers (the official code augments serially in the main process).
+"""The official MTP pretraining pipelines for SAMRS samples (docs/RECIPES.md#pretraining-augmentation), run per
+sample in the DataLoader workers (the official code augments serially in the main process).
 
 Input: the sample dict of :class:`mtp.data.datasets.samrs.SAMRSDataset` (image uint8 (3, H, W) RGB, semantic
 uint8 (H, W) already +1-shifted, boxes (N, 4) xyxy, labels, ``masks`` (N, H, W) or lazy ``rles``, rboxes (M, 5)

@@ -6,7 +6,7 @@ Sample dicts (see :mod:`mtp.data.datasets.segmentation`) hold ``"image"``: ``tv_
 ``v2.Compose`` and acts jointly on image and mask. Random numbers come from torch's global generator, so
 DataLoader worker seeding controls them.
 
-Official recipes (reference/mtp-facts.md §3.1):
+Official recipes (docs/RECIPES.md#segmentation):
 
 * train: ``RandomResize(scale=(c, c), ratio_range=(0.5, 2), keep_ratio)`` → ``RandomCropCatMax(c, 0.75)``
   → ``RandomFlip(0.5)`` → ``PhotoMetricDistortion()`` → ``Normalize`` → ``PadTo(c)`` (the official data
