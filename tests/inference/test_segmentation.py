@@ -1,4 +1,5 @@
-"""Whole / sliding-window / TTA segmentation inference against the official rules (mtp-facts §6.1)."""
+"""Whole / sliding-window / TTA segmentation inference against the official rules
+(docs/EVALUATION.md#segmentation-inference)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SegmentationMetric against a brute-force oracle of mmseg IoUMetric (reference/rotated-facts.md §7.2-7.3)."""
+"""SegmentationMetric against a brute-force oracle of mmseg IoUMetric (docs/EVALUATION.md#segmentation-metric)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from mtp.metrics.segmentation import (
 IGNORE = 255
 
 
-# ----------------------------------------------------------------------------- oracle (§7.2, literally)
+# ------------------------------------------------- oracle (docs/EVALUATION.md#segmentation-metric, literally)
 def oracle_counts(preds: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = IGNORE):
     """Per image: drop ignored pixels, histogram classes 0..C-1 (others dropped); sum over images."""
     i_tot = np.zeros(num_classes, dtype=np.int64)

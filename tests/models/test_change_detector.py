@@ -1,4 +1,4 @@
-"""Siamese change detector: official Open-CD key names and shapes (official-keys.md §9.1), the UNet head's
+"""Siamese change detector: official Open-CD key names and shapes (docs/CHECKPOINTS.md#head-layouts), the UNet head's
 structure and resolution, the fusion, and loading an official-layout fine-tuned file."""
 
 from __future__ import annotations

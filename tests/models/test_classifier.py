@@ -17,7 +17,7 @@ def tiny(num_classes: int = 7, img_size: int = 64) -> ImageClassifier:
 
 def mmpretrain_state(model: ImageClassifier) -> dict[str, torch.Tensor]:
     """An official-layout file: ``backbone.*`` incl. the unused final norm and fpn1/fpn2 of the
-    mmpretrain RVSA_MTP copy (official-keys.md §2.2), plus ``head.fc.*``."""
+    mmpretrain RVSA_MTP copy (docs/CHECKPOINTS.md#vitrvsa-copies), plus ``head.fc.*``."""
     state = dict(model.state_dict())
     d = model.backbone.embed_dim
     state["backbone.norm.weight"], state["backbone.norm.bias"] = torch.ones(d), torch.zeros(d)

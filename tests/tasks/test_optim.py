@@ -24,7 +24,7 @@ class Segmentor(nn.Module):
 
 
 def official_rule(name: str, param: torch.Tensor, depth: int, decay: float, lr: float, wd: float):
-    """Direct transcription of reference/mtp-facts.md §3 for one parameter."""
+    """Direct transcription of the official rule (docs/RECIPES.md#layer-wise-lr-decay) for one parameter."""
     if name in ("backbone.cls_token", "backbone.mask_token", "backbone.pos_embed") or name.startswith(
         "backbone.patch_embed"
     ):
@@ -53,7 +53,8 @@ def test_every_parameter_gets_the_official_lr_and_weight_decay():
 
 
 def test_vit_b_first_group_scale_matches_the_official_logs():
-    """Logged first-group lr = base x 0.9**13 = 0.254 x base for ViT-B (mtp-facts §3)."""
+    """Logged first-group lr = base x 0.9**13 = 0.254 x base for ViT-B (official logs;
+    docs/RECIPES.md#layer-wise-lr-decay)."""
     with torch.device("meta"):
         model = nn.Module()
         model.backbone = create_backbone("vit_b_rvsa", img_size=512)

@@ -24,7 +24,7 @@ from mtp.data.synthetic.writers_common import OBJECT_SCENES, save_image
 
 SIZE = 128
 
-# reference/mtp-facts.md §3.3, in index order.
+# The official DIOR order (docs/CONVENTIONS.md#class-orders), in index order.
 FACTS_DIOR = [
     "airplane", "airport", "baseballfield", "basketballcourt", "bridge", "chimney", "expressway-service-area",
     "expressway-toll-station", "dam", "golffield", "groundtrackfield", "harbor", "overpass", "ship", "stadium",

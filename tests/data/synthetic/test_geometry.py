@@ -1,4 +1,5 @@
-"""Rotated-box helpers against reference/rotated-facts.md §1 (test vectors) and oracles (shapely, cv2)."""
+"""Rotated-box helpers against the conventions of docs/CONVENTIONS.md#rotated-boxes (test vectors) and oracles
+(shapely, cv2)."""
 
 from __future__ import annotations
 

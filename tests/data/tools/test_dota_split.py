@@ -1,4 +1,4 @@
-"""DOTA splitter (mmrotate rules, reference/rotated-facts.md §5.1): window starts, kept windows, iof rule,
+"""DOTA splitter (mmrotate rules, docs/EVALUATION.md#dota-splitting): window starts, kept windows, iof rule,
 difficult 2, translated polygons, patch names and padding, presets, CLI, and reading the output back."""
 
 from __future__ import annotations

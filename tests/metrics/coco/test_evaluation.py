@@ -1,4 +1,4 @@
-"""COCO bbox/segm evaluation as mmdet's CocoMetric computes it (reference/rotated-facts.md §7.1)."""
+"""COCO bbox/segm evaluation as mmdet's CocoMetric computes it (docs/EVALUATION.md#coco-metric)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DOTA mAP (devkit and mmrotate rules) against brute-force re-statements of reference/rotated-facts.md §4."""
+"""DOTA mAP (devkit and mmrotate rules) against brute-force re-statements of docs/EVALUATION.md#dota-map."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _poly_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def brute_devkit(dets, anns, classes, thr=0.5, use_07=True):
-    """§4.1 + §4.2 (devkit column), one detection at a time. Scores are distinct."""
+    """Matching core + devkit rule (docs/EVALUATION.md#dota-map), one detection at a time. Scores are distinct."""
     aps = {}
     for c in classes:
         gt = {
@@ -335,7 +335,8 @@ def test_rbbox_map_accepts_polygon_gt_and_unknown_labels():
 
 
 def brute_mmrotate(preds, targets, num_classes, thr=0.5):
-    """§4.1 + §4.2 (mmrotate column): rotated IoU, >=, difficult counted, ignore flags ignored, mean over GT classes."""
+    """Matching core + mmrotate rule (docs/EVALUATION.md#dota-map): rotated IoU, >=, difficult counted, ignore flags
+    ignored, mean over GT classes."""
     aps, with_gt = [], []
     for c in range(num_classes):
         rows, npos, used = [], 0, {}

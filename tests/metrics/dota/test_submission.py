@@ -1,4 +1,4 @@
-"""Patch merging, Task1 / FAIR1M xml writers, labelTxt reader and ``mtp tool dota-eval`` (rotated-facts §4.3, §5.2)."""
+"""Patch merging, Task1 / FAIR1M xml writers, labelTxt reader and ``mtp tool dota-eval`` (docs/EVALUATION.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""mmdet-semantics anchors, MaxIoU assignment and random sampling (rotated-facts §2.2, §2.3, §2.8)."""
+"""mmdet-semantics anchors, MaxIoU assignment and random sampling (docs/RECIPES.md#oriented-r-cnn-model)."""
 
 from __future__ import annotations
 

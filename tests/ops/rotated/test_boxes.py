@@ -1,4 +1,4 @@
-"""Oracle tests for mtp.ops.rotated.boxes (reference/rotated-facts.md §1, §8.1-8.2)."""
+"""Oracle tests for mtp.ops.rotated.boxes (docs/CONVENTIONS.md#rotated-boxes)."""
 
 from __future__ import annotations
 

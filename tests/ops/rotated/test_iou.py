@@ -1,4 +1,5 @@
-"""Oracle tests for mtp.ops.rotated.iou: shapely polygon IoU and the reference table (rotated-facts.md §3.1)."""
+"""Oracle tests for mtp.ops.rotated.iou: shapely polygon IoU and a table of known values (mmcv
+``box_iou_rotated`` semantics, docs/CONVENTIONS.md#rotated-iou-nms-and-roialign)."""
 
 from __future__ import annotations
 

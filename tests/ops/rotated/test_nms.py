@@ -1,4 +1,5 @@
-"""Oracle tests for mtp.ops.rotated.nms against a plain greedy loop (rotated-facts.md §3.3, §8.6)."""
+"""Oracle tests for mtp.ops.rotated.nms against a plain greedy loop
+(docs/CONVENTIONS.md#rotated-iou-nms-and-roialign)."""
 
 from __future__ import annotations
 

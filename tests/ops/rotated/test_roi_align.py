@@ -1,7 +1,7 @@
-"""Oracle tests for mtp.ops.rotated.roi_align (reference/rotated-facts.md §2.6).
+"""Oracle tests for mtp.ops.rotated.roi_align (docs/CONVENTIONS.md#rotated-iou-nms-and-roialign).
 
-The oracle is a brute-force loop over RoIs, output bins and samples that applies the §2.6 kernel rules
-literally; torchvision's roi_align (θ = 0), the published ramp vector and geometric identities are
+The oracle is a brute-force loop over RoIs, output bins and samples that applies mmcv 2.0's ``RoIAlignRotated``
+kernel rules literally; torchvision's roi_align (θ = 0), the published ramp vector and geometric identities are
 independent checks.
 """
 
@@ -182,7 +182,7 @@ def test_theta_zero_equals_torchvision_roi_align(aligned: bool, spatial_scale: f
 
 @pytest.mark.parametrize("clockwise", [True, False])
 def test_ramp_vector(clockwise: bool) -> None:
-    """rotated-facts §2.6: f(y, x) = x on 16x16, scale 1/4, RoI (0, 32, 32, 16, 8, π/2)."""
+    """Angle-sign ramp vector of mmcv's kernel: f(y, x) = x on 16x16, scale 1/4, RoI (0, 32, 32, 16, 8, π/2)."""
     feats = torch.arange(16, dtype=F64).expand(16, 16)[None, None]
     rois = torch.tensor([[0, 32.0, 32.0, 16.0, 8.0, math.pi / 2]], dtype=F64)
     out = roi_align_rotated(feats, rois, 7, 0.25, 2, aligned=True, clockwise=clockwise)[0, 0]
