@@ -3,7 +3,8 @@
 Train step = forward of both dates (one 2B batch through the shared backbone) + |A-B| fusion + UNet head +
 CE loss at label size + backward + AdamW step (layer decay groups), official size 256 and batch 4 pairs
 (per GPU). Inference = official whole-image mode, batch 1. "img/s" counts image *pairs*. Official anchor
-(mtp-facts §4.2, unknown accelerator, fp32): ViT-B 1.30 s / iteration of 4 pairs (≈ 3.1 pairs/s), 5,622 MB.
+(``RS_Tasks_Finetune/Change_Detection/logs``, docs/RECIPES.md#official-logs; unknown accelerator, fp32): ViT-B
+1.30 s / iteration of 4 pairs (≈ 3.1 pairs/s), 5,622 MB.
 
 GPU (the issue's setting):
     python benchmarks/change_detection.py --device cuda

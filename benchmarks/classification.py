@@ -5,7 +5,8 @@ random batch. Reports images/s, peak memory (CUDA allocator; GPU only) and the b
 backward in one forward (unique storages, parameters excluded: a device-independent activation measure;
 under bf16 autocast it includes the bf16 copies of the weights that autocast makes, about 2 bytes per
 parameter, ~170 MiB for ViT-B, so bf16 activations proper are that much smaller than the column says).
-The official logs (mtp-facts §4.2) give ViT-B EuroSAT: 0.39 s/iteration at batch 8, 3,133 MB per GPU.
+The official logs (``RS_Tasks_Finetune/Scene_Classification/logs/eurosat``; docs/RECIPES.md#official-logs) give
+ViT-B EuroSAT: 0.39 s/iteration at batch 8, 3,133 MB per GPU.
 
 GPU (the issue's setting):
     python benchmarks/classification.py --device cuda

@@ -25,7 +25,7 @@ from mtp.inference.segmentation import (
 
 
 def official_windows(h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, ...]]:
-    """The mmseg ``slide_inference`` loop, transcribed literally from the facts sheet."""
+    """The mmseg ``slide_inference`` loop, transcribed literally from docs/EVALUATION.md#segmentation-inference."""
     hc, wc = crop
     hs, ws = stride
     h_grids = max(h - hc + hs - 1, 0) // hs + 1

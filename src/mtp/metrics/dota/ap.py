@@ -1,6 +1,6 @@
 """The VOC-style AP core shared by the DOTA devkit and mmrotate evaluations (docs/EVALUATION.md#matching-core).
 
-Written from the facts, not from either code base:
+Written from the documented rules, not from either code base:
 
 * :func:`voc_ap` — 11-point (VOC07) or area (VOC2010+) AP of one recall/precision curve. The 11 recall
   thresholds are the *floating-point* values ``np.arange(0, 1.1, 0.1)`` (devkit) or

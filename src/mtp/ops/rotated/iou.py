@@ -2,7 +2,7 @@
 
 Hand-written: no maintained library offers batched rotated IoU in PyTorch (torchvision 0.29 has
 rotated box formats but no rotated IoU; mmcv/detectron2 ship compiled kernels that are not used here).
-The algorithm follows the facts of mmcv's ``box_iou_rotated`` but is written as dense tensor algebra:
+The algorithm follows the semantics of mmcv's ``box_iou_rotated`` but is written as dense tensor algebra:
 
 1. re-centre each pair on the mean of the two centres (precision at large coordinates);
 2. corners of both boxes (boxes.rbox2corners, theta clockwise on screen, radians);
