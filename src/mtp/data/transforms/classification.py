@@ -1,6 +1,6 @@
 """Scene-classification transforms: the official (mmpretrain) pipelines, built with timm.
 
-From ``timm.data.create_transform`` on PIL RGB images:
+Official recipe (docs/RECIPES.md#classification), from ``timm.data.create_transform`` on PIL RGB images:
 
 * train: RandomResizedCrop ``img_size`` (scale 0.08-1, ratio 3/4-4/3, bicubic) -> horizontal flip 0.5 ->
   RandAugment ``'rand-m9-n2-mstd0.5-inc1'`` (2 ops, magnitude 9, std 0.5, the "increasing" op set,
@@ -9,7 +9,8 @@ From ``timm.data.create_transform`` on PIL RGB images:
 * val / test / predict: resize the short edge to ``img_size / crop_pct`` (256 for 224) bicubic -> centre
   crop ``img_size`` -> to tensor + normalise.
 
-Normalisation: mean (123.675, 116.28, 103.53) / 255, std (58.395, 57.12, 57.375) / 255 (DESIGN.md).
+Normalisation: mean (123.675, 116.28, 103.53) / 255, std (58.395, 57.12, 57.375) / 255
+(docs/CONVENTIONS.md#images-and-normalisation).
 
 """
 
