@@ -10,8 +10,8 @@ Generator classes
 ``SceneObject.subtype`` refines a category: building -> house | industrial, small-vehicle -> car,
 large-vehicle -> truck, ship -> motorboat | cargo-ship, plane -> narrow-body | wide-body, storage-tank -> tank.
 
-Official lists (order = label index of the official/MTP readers, docs/CONVENTIONS.md#class-orders) and the mapping
-of generator objects onto them (``to_*``; ``None`` = the object has no counterpart in that format and is not written).
+Official lists (order = label index of the official/MTP readers, docs/CONVENTIONS.md#class-orders); the mapping of
+generator objects onto them is :mod:`mtp.data.synthetic.class_maps`.
 """
 
 from __future__ import annotations
