@@ -176,10 +176,12 @@ def test_slide_equals_whole_for_per_pixel_model(h, w, crop, stride) -> None:
 @given(h=st.integers(1, 80), w=st.integers(1, 80), crop=st.integers(8, 48), data=st.data())
 def test_slide_equals_whole_property(h, w, crop, data) -> None:
     stride = data.draw(st.integers(1, crop))
+    seed = data.draw(st.integers(0, 2**31 - 1))
     model = pixel_model(k=2)
-    images = torch.randn(1, 3, h, w)
+    images = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(seed))  # reproducible by hypothesis
     out = slide_inference(model, images, crop=crop, stride=stride, batch_windows=16)
-    torch.testing.assert_close(out, model(images), rtol=1e-5, atol=1e-5)
+    # a pixel is the float32 mean of up to crop**2 window logits (stride 1): allow that summation error
+    torch.testing.assert_close(out, model(images), rtol=1e-4, atol=1e-4)
 
 
 def test_slide_overlaps_are_averaged_by_hand() -> None:
