@@ -1,0 +1,217 @@
+"""DCNv3 core (InternImage's deformable convolution v3) in pure PyTorch.
+
+Tensors are channels-last, as in the official op (``Multi-Task_Pretrain/backbone/ops_dcnv3``):
+
+* ``value``  (N, H, W, C): the projected input; C = group * group_channels, channels are
+  split group-major (channels [g*C/G, (g+1)*C/G) belong to group g);
+* ``offset`` (N, Ho, Wo, G*P*2): per group g and sampling point p, an (x, y) pair in **input
+  pixels** (before ``offset_scale``); last dimension laid out (G, P, 2);
+* ``mask``   (N, Ho, Wo, G*P): the modulation weights (InternImage: softmax over the P points);
+* output     (N, Ho, Wo, C), same dtype as ``value``.
+
+P = kh*kw (minus 1 with ``remove_center``). Sampling points are ordered as the official
+``_generate_dilation_grids``: p = ix*kh + iy (x outer, y inner), kernel offsets
+``-(d*(k-1))//2 + i*d`` pixels. Output pixel (i, j), point p of group g samples the value map at
+
+    x = j*sw + (dw*(kw-1))//2 - pad_W + (kx_p + offset_x) * offset_scale
+    y = i*sh + (dh*(kh-1))//2 - pad_H + (ky_p + offset_y) * offset_scale
+
+(pixel units, pixel centres at integers, input frame), bilinearly with zeros outside the map
+(``grid_sample(align_corners=False, padding_mode='zeros')`` on the padded map in the official
+``dcnv3_core_pytorch``); the output is the mask-weighted sum over the P points. Note that
+``offset_scale`` also scales the kernel grid, as officially. Padding follows the official
+PyTorch core: ``F.pad(x, [0, 0, pad_h, pad_h, pad_w, pad_w])`` on a channels-last map pads the
+**width by pad_h and the height by pad_w** (pad_W = pad_h, pad_H = pad_w; every InternImage
+uses pad_h = pad_w). Ho = (H + 2*pad_w - (dh*(kh-1)+1)) // sh + 1, Wo likewise with pad_h.
+
+Implementations (``impl``):
+
+* ``"reference"``: the straightforward form of the official arithmetic, one ``grid_sample`` over
+  the zero-padded map with normalised coordinates, then a masked sum; plain autograd.
+* ``"gather"`` (default): the forward computes the 4 bilinear corners of every point once and
+  lets ``F.embedding_bag`` (mode ``sum``, per-sample weights) gather-and-accumulate the 4*P
+  weighted rows of every output (no (.., P, C) intermediate). Autograd saves only ``value``,
+  ``offset`` and ``mask`` (as the official CUDA op); the backward recomputes the sampling grid
+  and uses PyTorch's own ``grid_sample`` forward (for the mask gradient) and
+  ``aten.grid_sampler_2d_backward`` (value and location gradients), in fp32.
+
+Written here by hand, because no kept library provides it: the sampling-location arithmetic,
+the corner/weight construction for ``embedding_bag`` and the autograd function tying the
+gather forward to the ``grid_sample`` backward. Bilinear gathering, accumulation and all
+gradients are PyTorch kernels.
+
+Mixed precision: sampling locations are always computed in fp32 (a bf16 coordinate has a
+1-pixel step at 128 px); the gather path samples ``value`` in its own dtype with weights cast
+to it (embedding_bag needs one dtype), the reference path samples in fp32; the output has
+``value``'s dtype. Autocast is disabled inside the op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtp.ops.dcnv3_gather import autocast_off, dcnv3_gather
+
+__all__ = ["DCN_IMPLS", "DCNv3Geometry", "dcnv3_core"]
+
+DCN_IMPLS = ("gather", "reference")
+
+
+def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DCNv3Geometry:
+    """Sampling geometry; pairs are (h, w) and ``pad`` is the official (pad_h, pad_w)."""
+
+    kernel: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (1, 1)
+    pad: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    group: int = 1
+    offset_scale: float = 1.0
+    remove_center: bool = False
+
+    def __post_init__(self) -> None:
+        if min(*self.kernel, *self.stride, *self.dilation, self.group) < 1 or min(self.pad) < 0:
+            raise ValueError(f"invalid DCNv3 geometry {self}")
+        kh, kw = self.kernel
+        if self.remove_center and (kh != kw or kh % 2 == 0):
+            raise ValueError("remove_center needs a square kernel of odd size (official rule)")
+
+    @property
+    def num_points(self) -> int:
+        return self.kernel[0] * self.kernel[1] - int(self.remove_center)
+
+    @property
+    def frame_pad(self) -> tuple[int, int]:
+        """(rows, columns) of zero padding the official core adds: (pad_w, pad_h)."""
+        return self.pad[1], self.pad[0]
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.frame_pad
+        return (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1, (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+
+    def kernel_points(self, device: torch.device | None = None) -> Tensor:
+        """(P, 2) kernel offsets (x, y) in pixels, official order p = ix*kh + iy."""
+        (kh, kw), (dh, dw) = self.kernel, self.dilation
+        x0, y0 = -((dw * (kw - 1)) // 2), -((dh * (kh - 1)) // 2)
+        points = [(x0 + ix * dw, y0 + iy * dh) for ix in range(kw) for iy in range(kh)]
+        if self.remove_center:
+            points.pop((kh * kw - 1) // 2)
+        return torch.tensor(points, dtype=torch.float32, device=device)
+
+    def base_locations(
+        self, ho: int, wo: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """(2, Ho, Wo, P) sampling locations (x; y) with zero offsets, input-frame pixels."""
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.frame_pad
+        points = self.kernel_points(device).to(dtype) * self.offset_scale
+        xs = torch.arange(wo, device=device, dtype=dtype) * sw + ((dw * (kw - 1)) // 2 - pw)
+        ys = torch.arange(ho, device=device, dtype=dtype) * sh + ((dh * (kh - 1)) // 2 - ph)
+        x = xs.view(1, wo, 1) + points[:, 0]
+        y = ys.view(ho, 1, 1) + points[:, 1]
+        return torch.stack(torch.broadcast_tensors(x, y), 0)
+
+
+def dcnv3_core(
+    value: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    *,
+    kernel_size: int | tuple[int, int] = 3,
+    stride: int | tuple[int, int] = 1,
+    pad: int | tuple[int, int] = 1,
+    dilation: int | tuple[int, int] = 1,
+    group: int = 1,
+    offset_scale: float = 1.0,
+    remove_center: bool = False,
+    impl: str = "gather",
+) -> Tensor:
+    """Deformable sampling + modulated sum (see the module docstring for conventions).
+
+    Args:
+        value: (N, H, W, C), C divisible by ``group``.
+        offset: (N, Ho, Wo, group*P*2) pixel offsets (x, y) per group and point.
+        mask: (N, Ho, Wo, group*P) modulation weights.
+        kernel_size, stride, dilation: int or (h, w). pad: int or the official (pad_h, pad_w).
+        group: channel groups, each with its own offsets and mask.
+        offset_scale: multiplies both the kernel grid and the offsets (InternImage-XL: 2.0).
+        remove_center: drop the centre point (P = k*k - 1), official rule.
+        impl: ``"gather"`` (default) or ``"reference"``.
+
+    Returns:
+        (N, Ho, Wo, C) in ``value``'s dtype.
+    """
+    geometry = DCNv3Geometry(
+        _pair(kernel_size, "kernel_size"),
+        _pair(stride, "stride"),
+        _pair(pad, "pad"),
+        _pair(dilation, "dilation"),
+        int(group),
+        float(offset_scale),
+        bool(remove_center),
+    )
+    _check_inputs(value, offset, mask, geometry)
+    if impl == "gather":
+        return dcnv3_gather(value, offset, mask, geometry)
+    if impl == "reference":
+        return dcnv3_reference(value, offset, mask, geometry)
+    raise ValueError(f"impl must be one of {DCN_IMPLS}, got {impl!r}")
+
+
+def compute_dtype(value: Tensor) -> torch.dtype:
+    """Locations and fp32-path arithmetic: float64 for float64 inputs, else float32."""
+    return torch.float64 if value.dtype == torch.float64 else torch.float32
+
+
+def _check_inputs(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Geometry) -> None:
+    if value.ndim != 4 or offset.ndim != 4 or mask.ndim != 4:
+        raise ValueError(
+            f"dcnv3_core expects channels-last 4-D tensors, got value {tuple(value.shape)}, "
+            f"offset {tuple(offset.shape)}, mask {tuple(mask.shape)}"
+        )
+    n, h, w, c = value.shape
+    g, p = geometry.group, geometry.num_points
+    if c % g:
+        raise ValueError(f"value has {c} channels, not divisible by group={g}")
+    ho, wo = geometry.output_size(h, w)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input {h}x{w} is too small for {geometry}")
+    if tuple(offset.shape) != (n, ho, wo, g * p * 2) or tuple(mask.shape) != (n, ho, wo, g * p):
+        raise ValueError(
+            f"for value {tuple(value.shape)} and {geometry}, offset must be {(n, ho, wo, g * p * 2)} "
+            f"and mask {(n, ho, wo, g * p)}; got {tuple(offset.shape)} and {tuple(mask.shape)}"
+        )
+
+
+def dcnv3_reference(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Geometry) -> Tensor:
+    """Straightforward path: zero-pad, normalise locations by the padded size, one grid_sample."""
+    n, h, w, c = value.shape
+    g, p = geometry.group, geometry.num_points
+    ph, pw = geometry.frame_pad
+    dtype, device = compute_dtype(value), value.device
+    with autocast_off(device):
+        padded = F.pad(value.to(dtype), (0, 0, pw, pw, ph, ph))
+        hp, wp = h + 2 * ph, w + 2 * pw
+        ho, wo = offset.shape[1:3]
+        base = geometry.base_locations(ho, wo, device, dtype)  # (2, Ho, Wo, P), input frame
+        size = torch.tensor([wp, hp], dtype=dtype, device=device)
+        # padded-frame pixel -> [0, 1] (the official 'sampling_locations') -> [-1, 1]
+        base = (base.permute(1, 2, 3, 0) + torch.tensor([pw + 0.5, ph + 0.5], dtype=dtype, device=device)) / size
+        loc = base.unsqueeze(2) + offset.to(dtype).view(n, ho, wo, g, p, 2) * geometry.offset_scale / size
+        grid = (2 * loc - 1).permute(0, 3, 1, 2, 4, 5).reshape(n * g, ho * wo, p, 2)
+        inputs = padded.view(n, hp * wp, g, c // g).permute(0, 2, 3, 1).reshape(n * g, c // g, hp, wp)
+        sampled = F.grid_sample(inputs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        weights = mask.to(dtype).view(n, ho * wo, g, p).transpose(1, 2).reshape(n * g, 1, ho * wo, p)
+        out = (sampled * weights).sum(-1)  # (N*G, C/G, Ho*Wo)
+        out = out.view(n, c, ho, wo).permute(0, 2, 3, 1).contiguous()
+    return out.to(value.dtype)
