@@ -2,6 +2,7 @@
 
 >>> from mtp.models import create_backbone
 >>> net = create_backbone("vit_b_rvsa", img_size=512, pretrained="vit-b-checkpoint-1599.pth")
+>>> net = create_backbone("internimage_xl", pretrained="internimage_xl_22kto1k_384.pth")
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from mtp.models.backbones.internimage import InternImage
 from mtp.models.backbones.vit_rvsa import ViTRVSA
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -34,7 +36,8 @@ def create_backbone(name: str, *, img_size: int = 224, pretrained: str | Path | 
 
     Args:
         name: one of :func:`list_backbones`.
-        img_size: training input size (ViT: fixes the stored position-embedding grid).
+        img_size: training input size (ViT: fixes the stored position-embedding grid; InternImage:
+            checked only, any input size works).
         pretrained: path to an official or mtp checkpoint (MAE, MTP encoder / full, fine-tuned);
             loaded with :func:`mtp.models.load_checkpoint` (safe, resizing where needed).
         **overrides: constructor arguments replacing the official defaults.
@@ -63,4 +66,39 @@ def vit_l_rvsa(img_size: int = 224, **overrides) -> ViTRVSA:
     return ViTRVSA(img_size=img_size, **{**kwargs, **overrides})
 
 
-__all__ = ["ViTRVSA", "create_backbone", "list_backbones", "register_backbone", "vit_b_rvsa", "vit_l_rvsa"]
+@register_backbone
+def internimage_xl(img_size: int = 224, **overrides) -> InternImage:
+    """InternImage-XL as in MTP (``Multi-Task_Pretrain/models.py`` and every fine-tuning config).
+
+    channels 192, depths [5, 5, 24, 5], groups [12, 24, 48, 96], mlp_ratio 4, drop_path_rate 0.2,
+    layer_scale 1e-5, offset_scale 2.0, post_norm True, out_indices (0, 1, 2, 3); outputs 192/384/
+    768/1536 channels at strides 4/8/16/32. Overrides: any :class:`InternImage` argument, e.g.
+    ``channels, depths, groups, mlp_ratio, layer_scale, offset_scale, post_norm, drop_path_rate,
+    out_indices, use_checkpoint, dcn_impl``.
+    """
+    if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
+        raise ValueError(f"img_size must be a positive int, got {img_size!r}")
+    kwargs = dict(
+        channels=192,
+        depths=(5, 5, 24, 5),
+        groups=(12, 24, 48, 96),
+        mlp_ratio=4.0,
+        drop_path_rate=0.2,
+        layer_scale=1e-5,
+        offset_scale=2.0,
+        post_norm=True,
+        out_indices=(0, 1, 2, 3),
+    )
+    return InternImage(**{**kwargs, **overrides})
+
+
+__all__ = [
+    "InternImage",
+    "ViTRVSA",
+    "create_backbone",
+    "internimage_xl",
+    "list_backbones",
+    "register_backbone",
+    "vit_b_rvsa",
+    "vit_l_rvsa",
+]
