@@ -24,7 +24,8 @@ def brute_force(value, offset, mask, kernel, stride, pad, dilation, group, offse
     cg = c // group
     ho = (h + 2 * pw - (dh * (kh - 1) + 1)) // sh + 1
     wo = (w + 2 * ph - (dw * (kw - 1) + 1)) // sw + 1
-    points = [(-((dw * (kw - 1)) // 2) + ix * dw, -((dh * (kh - 1)) // 2) + iy * dh) for ix in range(kw) for iy in range(kh)]
+    x_first, y_first = -((dw * (kw - 1)) // 2), -((dh * (kh - 1)) // 2)
+    points = [(x_first + ix * dw, y_first + iy * dh) for ix in range(kw) for iy in range(kh)]
     if remove_center:
         points.pop((kh * kw - 1) // 2)
     npts = len(points)
@@ -109,7 +110,6 @@ def test_official_padding_quirk_pads_the_width_by_pad_h():
 
 def test_point_order_is_x_outer_y_inner():
     """A one-hot mask on point p reads the kernel offset of p: p = ix * kh + iy (official grid order)."""
-    geometry = DCNv3Geometry(kernel=(3, 3), pad=(1, 1))
     h, w = 5, 5
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     value = torch.stack((xs, ys), -1)[None]  # channel 0 = x, channel 1 = y
@@ -123,7 +123,10 @@ def test_point_order_is_x_outer_y_inner():
             assert out[0, 2, 2].tolist() == [2 + ix - 1, 2 + iy - 1], (impl, p)
 
 
-@pytest.mark.parametrize("needs", [(True, True, True), (True, False, False), (False, True, False), (False, False, True)])
+NEEDS = [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]
+
+
+@pytest.mark.parametrize("needs", NEEDS)
 def test_gather_gradients_equal_the_reference_gradients(needs):
     geometry = DCNv3Geometry(group=3, offset_scale=2.0)
     inputs = random_inputs(2, 9, 6, 3, 4, geometry, offset_std=3.0)
