@@ -8,7 +8,10 @@ Accepted layouts (docs/CHECKPOINTS.md#official-file-layouts, docs/CHECKPOINTS.md
   ``module.`` prefix;
 * MTP whole-model pretraining files: ``encoder.*`` is extracted, the decoders are ignored;
 * fine-tuned OpenMMLab files (mmseg / mmdet / mmrotate / mmpretrain / open-cd): ``backbone.*``;
-* plain backbone state dicts (what ``model.state_dict()`` gives), ``.pth`` or ``.safetensors``.
+* plain backbone state dicts (what ``model.state_dict()`` gives), ``.pth`` or ``.safetensors``;
+* InternImage: the ImageNet classification file the official pretraining starts from
+  (``internimage_xl_22kto1k_384.pth``: weights under ``model``; its classifier ``conv_head.*`` /
+  ``head.*`` is dropped), and the MTP encoder / whole-model / fine-tuned layouts above.
 
 Global-attention relative-position tables are resized to the model's (2S-1) length (official
 bicubic rule). Files are read without executing pickled code (:mod:`checkpoint_reader`).
@@ -29,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mtp.models.backbones.internimage import InternImage
 from mtp.models.backbones.vit_rvsa import ViTRVSA
 from mtp.models.checkpoint_reader import CheckpointError, extract_state_dict, read_checkpoint
 from mtp.ops.rel_pos import resize_pos_embed, resize_rel_pos_table
@@ -54,6 +58,10 @@ _VIT_OPTIONAL = re.compile(
     r"^(blocks\.\d+\.attn\.(rel_pos_[hw]|relative_position_bias_table|relative_position_index"
     r"|sampling_(offsets|scales|angles)\..*|full_attn_rel_pos_[hw])|fpn[1-4]\..*)$"
 )
+
+# Keys of InternImage classification files (official InternImage ``classification/models/intern_image.py``:
+# conv_head + head for T..XL; the H/G CLIP projector heads) that are not part of the backbone.
+_INTERNIMAGE_IGNORED = re.compile(r"^(conv_head|head|fc_norm|clip_projector|dcnv3_head_x[34])\..*$")
 
 
 @dataclass
@@ -175,6 +183,9 @@ def adapt_backbone_state(model: nn.Module, state: dict[str, Tensor], report: Loa
     """Backbone-specific adaptation (resizing, keys a copy does not use); identity for others."""
     if isinstance(model, ViTRVSA):
         return _adapt_vit_rvsa(model, state, report)
+    if isinstance(model, InternImage):
+        report.ignored_keys += [k for k in state if _INTERNIMAGE_IGNORED.match(k)]
+        return {k: v for k, v in state.items() if not _INTERNIMAGE_IGNORED.match(k)}
     return state
 
 
