@@ -1,25 +1,47 @@
-"""Optimiser parameter groups: the official layer-wise learning-rate decay for ViT backbones.
+"""Optimiser parameter groups: the official layer-wise learning-rate decay, per backbone family.
 
-Official fine-tuning rule (``LayerDecayOptimizerConstructor_ViT`` in
-``RS_Tasks_Finetune/*/mmcv_custom/layer_decay_optimizer_constructor_vit.py``; docs/RECIPES.md#layer-wise-lr-decay),
-with L = num_layers + 2:
+Both rules use L = num_layers + 2 and lr = base_lr * decay ** (L - 1 - id); frozen parameters
+(``requires_grad=False``) are left out, as in the official constructors. The family is that of
+the backbone found at ``prefix`` (:func:`layer_decay_param_groups` dispatches); docs/RECIPES.md#layer-wise-lr-decay.
+
+ViT+RVSA (``LayerDecayOptimizerConstructor_ViT`` in
+``RS_Tasks_Finetune/*/mmcv_custom/layer_decay_optimizer_constructor_vit.py``; num_layers = depth):
 
 * layer id 0: ``<backbone>.cls_token``, ``.mask_token``, ``.pos_embed`` and ``.patch_embed.*``;
 * layer id i + 1: ``<backbone>.blocks.i.*``;
 * layer id num_layers + 1 (scale 1): everything else (fpn adapters, necks, heads);
-* lr = base_lr * decay ** (L - 1 - id);
 * no weight decay for 1-D parameters, biases and anything named ``pos_embed``.
 
-Frozen parameters (``requires_grad=False``) are left out, as in the official constructor.
+InternImage (``CustomLayerDecayOptimizerConstructor_InternImage`` / ``get_num_layer_for_swin`` in
+``{Multi-Task_Pretrain,RS_Tasks_Finetune/*}/mmcv_custom/custom_layer_decay_optimizer_constructor.py``;
+num_layers = sum(depths) = 39 for XL, as ``paramwise_cfg.num_layers``):
+
+* layer id 0: ``<backbone>.patch_embed.*`` (and the Mask2Former / CBNet names the official rule lists);
+* layer id j + 1 + sum(depths[:i]): ``<backbone>.levels.i.blocks.j.*``;
+* layer id 1 + sum(depths[:min(i, 2) + 1]): ``<backbone>.levels.i.downsample.*`` / ``.norm.*``;
+* layer id L - 1 (scale 1): everything else;
+* no weight decay for 1-D parameters, biases and names containing ``norm``, ``relative_position``
+  or ``sampling_offsets``.
+
+Official quirk: every MTP copy of the InternImage constructor (pretraining and all fine-tuning
+repositories) matches the prefix ``encoder.``, while the OpenMMLab fine-tuning models name their
+backbone ``backbone.``; in the released InternImage fine-tuning runs every parameter therefore
+got layer id L - 1, i.e. **no layer decay** (the logged first-group lr equals the base lr). Pass
+``layer_decay=None`` to reproduce that (the weight-decay rule still applies), or a rate (0.94 in
+the configs) for the rule as written.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
+
+from mtp.models.backbones.internimage import InternImage
 
 
 def vit_layer_id(name: str, num_layers: int, prefix: str = "backbone.") -> int:
@@ -34,6 +56,49 @@ def vit_layer_id(name: str, num_layers: int, prefix: str = "backbone.") -> int:
     return num_layers + 1
 
 
+_INTERNIMAGE_LAYER_ZERO = (
+    "decode_head.mask_embed",
+    "decode_head.cls_embed",
+    "decode_head.level_embed",
+    "decode_head.query_embed",
+    "decode_head.query_feat",
+)
+
+
+def internimage_layer_id(name: str, num_layers: int, depths: Sequence[int], prefix: str = "backbone.") -> int:
+    """Layer id of ``name`` under the official InternImage rule (module docstring); ``num_layers`` = sum(depths)."""
+    if name.startswith((f"{prefix}patch_embed", f"{prefix}cb_modules.0.patch_embed", *_INTERNIMAGE_LAYER_ZERO)):
+        return 0
+    if "level_embeds" in name:
+        return 0
+    level = re.match(re.escape(prefix) + r"levels\.(\d+)\.(\w+)\.", name)
+    if level is None:
+        return num_layers + 1
+    stage = int(level[1])
+    if level[2] in ("downsample", "norm"):
+        return 1 + sum(depths[: min(stage, 2) + 1])
+    block = int(name[len(prefix) :].split(".")[3])
+    return block + 1 + sum(depths[:stage])
+
+
+def _vit_no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    return param.ndim == 1 or name.endswith(".bias") or "pos_embed" in name
+
+
+def _internimage_no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    keywords = ("relative_position", "norm", "sampling_offsets")
+    return param.ndim == 1 or name.endswith(".bias") or any(k in name for k in keywords)
+
+
+def _find_backbone(model: nn.Module, prefix: str) -> nn.Module | None:
+    if not prefix:
+        return model
+    try:
+        return model.get_submodule(prefix.rstrip("."))
+    except AttributeError:
+        return None
+
+
 def layer_decay_param_groups(
     model: nn.Module,
     *,
@@ -46,32 +111,40 @@ def layer_decay_param_groups(
     """AdamW parameter groups with optional layer-wise lr decay.
 
     Args:
-        model: the whole task model; the ViT is the submodule at ``prefix`` ("" when ``model``
-            is the backbone itself).
+        model: the whole task model; the backbone (ViT+RVSA or InternImage) is the submodule at
+            ``prefix`` ("" when ``model`` is the backbone itself); its type selects the rule.
         lr, weight_decay: base values.
-        layer_decay: decay rate (0.9 in the official ViT fine-tuning configs); None -> no decay
-            (every group gets scale 1, the no-weight-decay rule still applies).
-        num_layers: ViT depth; defaults to ``get_num_layers()`` of the backbone.
+        layer_decay: decay rate (0.9 in the official ViT, 0.94 in the InternImage fine-tuning
+            configs); None -> no decay (every group gets scale 1, the no-weight-decay rule still applies).
+        num_layers: ViT depth / InternImage sum(depths); defaults to ``get_num_layers()`` of the backbone.
 
     Returns:
         Groups with keys ``params``, ``param_names``, ``lr``, ``lr_scale``, ``weight_decay``,
         ``group_name`` (``layer_<id>_decay`` / ``layer_<id>_no_decay``), ordered by layer id.
     """
+    backbone = _find_backbone(model, prefix)
     if num_layers is None:
-        backbone = model.get_submodule(prefix.rstrip(".")) if prefix else model
-        if not hasattr(backbone, "get_num_layers"):
-            raise ValueError(f"cannot infer num_layers: {type(backbone).__name__} has no get_num_layers()")
+        if backbone is None or not hasattr(backbone, "get_num_layers"):
+            found = "nothing" if backbone is None else type(backbone).__name__
+            raise ValueError(f"cannot infer num_layers: {found} at prefix {prefix!r} has no get_num_layers()")
         num_layers = backbone.get_num_layers()
     total = num_layers + 2
+    layer_id: Callable[[str], int]
+    if isinstance(backbone, InternImage):
+        layer_id = partial(internimage_layer_id, num_layers=num_layers, depths=backbone.depths, prefix=prefix)
+        no_weight_decay = _internimage_no_weight_decay
+    else:
+        layer_id = partial(vit_layer_id, num_layers=num_layers, prefix=prefix)
+        no_weight_decay = _vit_no_weight_decay
     groups: dict[str, dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        no_decay = param.ndim == 1 or name.endswith(".bias") or "pos_embed" in name
-        layer_id = vit_layer_id(name, num_layers, prefix)
-        group_name = f"layer_{layer_id}_{'no_decay' if no_decay else 'decay'}"
+        no_decay = no_weight_decay(name, param)
+        layer = layer_id(name)
+        group_name = f"layer_{layer}_{'no_decay' if no_decay else 'decay'}"
         if group_name not in groups:
-            scale = layer_decay ** (total - 1 - layer_id) if layer_decay is not None else 1.0
+            scale = layer_decay ** (total - 1 - layer) if layer_decay is not None else 1.0
             groups[group_name] = {
                 "params": [],
                 "param_names": [],
@@ -79,7 +152,7 @@ def layer_decay_param_groups(
                 "lr_scale": scale,
                 "weight_decay": 0.0 if no_decay else weight_decay,
                 "group_name": group_name,
-                "layer_id": layer_id,
+                "layer_id": layer,
             }
         groups[group_name]["params"].append(param)
         groups[group_name]["param_names"].append(name)
