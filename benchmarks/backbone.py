@@ -1,19 +1,24 @@
-"""Backbone throughput and memory: ViT+RVSA, default (SDPA) path vs the straightforward path.
+"""Backbone throughput and memory: default path vs the straightforward (reference) path.
 
-Train step = forward + backward (sum of the 4 feature maps) + AdamW step; inference = eval
-forward under no_grad. Reports images/s, peak memory (CUDA allocator; GPU only) and the bytes
-saved for backward (autograd saved tensors, deduplicated by storage: a device-independent
-measure of activation memory), then the ratios default / reference measured in the same run.
+ViT+RVSA: ``attn_impl`` "sdpa" vs "reference"; InternImage: ``dcn_impl`` "gather" vs "reference"
+(the DCNv3 core, :mod:`mtp.ops.dcnv3`). Train step = forward + backward (sum of the feature maps)
++ AdamW step; inference = eval forward under no_grad. Reports images/s, peak memory (CUDA
+allocator; GPU only) and the bytes saved for backward (autograd saved tensors, deduplicated by
+storage: a device-independent measure of activation memory), then the ratios default / reference
+measured in the same run.
 
 GPU (official comparison setting):
     python benchmarks/backbone.py --device cuda
-CPU (2 cores; smaller settings so that it finishes in minutes):
+    python benchmarks/backbone.py --device cuda --models internimage_xl --img-size 512 224
+CPU (2 cores; smaller settings so that it finishes in minutes; --tiny shrinks the models):
     python benchmarks/backbone.py --device cpu --img-size 224 --batch-train 2 --batch-infer 2 --dtypes fp32
+    python benchmarks/backbone.py --device cpu --models internimage_xl --tiny --img-size 224 --batch-train 1
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -26,11 +31,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mtp.models import create_backbone
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+# Per family: the constructor switch, its values (default path first) and the --tiny overrides.
+FAMILIES = {
+    "vit": (
+        "attn_impl",
+        ("sdpa", "reference"),
+        dict(embed_dim=192, depth=4, num_heads=3, interval=2, out_indices=(0, 1, 2, 3)),
+    ),
+    "internimage": (
+        "dcn_impl",
+        ("gather", "reference"),
+        dict(channels=64, depths=(2, 2, 4, 2), groups=(4, 8, 16, 32)),  # 16 channels per group, as XL
+    ),
+}
+
+
+def family(model: str) -> str:
+    return "internimage" if model.startswith("internimage") else "vit"
 
 
 @dataclass
 class Result:
     model: str
+    img_size: int
     dtype: str
     impl: str
     mode: str
@@ -99,11 +122,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=["vit_b_rvsa", "vit_l_rvsa"])
-    parser.add_argument("--img-size", type=int, default=512)
+    parser.add_argument("--img-size", type=int, nargs="+", default=[512])
     parser.add_argument("--batch-train", type=int, default=8)
     parser.add_argument("--batch-infer", type=int, default=16)
     parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
-    parser.add_argument("--impls", nargs="+", default=["sdpa", "reference"])
+    parser.add_argument("--impls", nargs="+", default=None, help="default: both paths of each model family")
+    parser.add_argument("--tiny", action="store_true", help="small widths/depths (CPU runs); see FAMILIES")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 GPU, 2 CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default: 5 GPU, 1 CPU)")
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing on")
@@ -124,49 +148,51 @@ def main(argv=None) -> int:
     results: list[Result] = []
     print(
         f"device {device} ({torch.cuda.get_device_name() if gpu else 'cpu'}), torch {torch.__version__}, "
-        f"{args.img_size}², steps {steps}, warmup {warmup}, checkpointing {args.checkpointing}",
+        f"sizes {args.img_size}, steps {steps}, warmup {warmup}, checkpointing {args.checkpointing}, tiny {args.tiny}",
         flush=True,
     )
-    for name in args.models:
-        for dtype_name in args.dtypes:
-            for impl in args.impls:
-                torch.manual_seed(0)
-                model = create_backbone(
-                    name, img_size=args.img_size, attn_impl=impl, use_checkpoint=args.checkpointing
-                ).to(device)
-                if args.compile:
-                    model = torch.compile(model)
-                dtype = DTYPES[dtype_name]
-                modes = (
-                    [("train", args.batch_train)]
-                    if args.saved_only
-                    else [("train", args.batch_train), ("infer", args.batch_infer)]
+    if not gpu:
+        gpu_models = " ".join(args.models)
+        print(f"GPU command: python benchmarks/backbone.py --device cuda --models {gpu_models} --img-size 512 224")
+    for name, img_size, dtype_name in itertools.product(args.models, args.img_size, args.dtypes):
+        switch, impls, tiny = FAMILIES[family(name)]
+        for impl in args.impls or impls:
+            torch.manual_seed(0)
+            overrides = {switch: impl, "use_checkpoint": args.checkpointing, **(tiny if args.tiny else {})}
+            model = create_backbone(name, img_size=img_size, **overrides).to(device)
+            if args.compile:
+                model = torch.compile(model)
+            dtype = DTYPES[dtype_name]
+            modes = (
+                [("train", args.batch_train)]
+                if args.saved_only
+                else [("train", args.batch_train), ("infer", args.batch_infer)]
+            )
+            for mode, batch in modes:
+                x = torch.randn(batch, 3, img_size, img_size, device=device)
+                try:
+                    if args.saved_only:
+                        ips, peak = float("nan"), None
+                    else:
+                        ips, peak = bench(
+                            model, x, train=mode == "train", dtype=dtype, device=device, steps=steps, warmup=warmup
+                        )
+                    saved = None
+                    if mode == "train":
+                        model.train()
+                        saved = saved_activation_bytes(model, x, dtype, device) / 2**20
+                except torch.OutOfMemoryError:
+                    ips, peak, saved = float("nan"), float("nan"), None
+                results.append(Result(name, img_size, dtype_name, impl, mode, batch, ips, peak, saved))
+                print(
+                    f"{name:14s} {img_size:4d} {dtype_name:4s} {impl:9s} {mode:5s} b{batch:<3d} {ips:8.2f} img/s  "
+                    f"peak {'-' if peak is None else f'{peak:.2f} GiB':>10s}  "
+                    f"saved {'-' if saved is None else f'{saved:.0f} MiB':>9s}",
+                    flush=True,
                 )
-                for mode, batch in modes:
-                    x = torch.randn(batch, 3, args.img_size, args.img_size, device=device)
-                    try:
-                        if args.saved_only:
-                            ips, peak = float("nan"), None
-                        else:
-                            ips, peak = bench(
-                                model, x, train=mode == "train", dtype=dtype, device=device, steps=steps, warmup=warmup
-                            )
-                        saved = None
-                        if mode == "train":
-                            model.train()
-                            saved = saved_activation_bytes(model, x, dtype, device) / 2**20
-                    except torch.OutOfMemoryError:
-                        ips, peak, saved = float("nan"), float("nan"), None
-                    results.append(Result(name, dtype_name, impl, mode, batch, ips, peak, saved))
-                    print(
-                        f"{name:11s} {dtype_name:4s} {impl:9s} {mode:5s} b{batch:<3d} {ips:8.2f} img/s  "
-                        f"peak {'-' if peak is None else f'{peak:.2f} GiB':>10s}  "
-                        f"saved {'-' if saved is None else f'{saved:.0f} MiB':>9s}",
-                        flush=True,
-                    )
-                del model
-                if gpu:
-                    torch.cuda.empty_cache()
+            del model
+            if gpu:
+                torch.cuda.empty_cache()
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
@@ -175,19 +201,20 @@ def main(argv=None) -> int:
 
 def print_table(results: list[Result]) -> None:
     print(
-        "\n| model | dtype | mode | batch | default img/s | reference img/s | speed-up | "
+        "\n| model | size | dtype | mode | batch | default img/s | reference img/s | speed-up | "
         "default peak GiB | reference peak GiB | saved-for-backward MiB default / reference |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    index = {(r.model, r.dtype, r.mode, r.impl): r for r in results}
-    for (model, dtype, mode, impl), r in index.items():
-        if impl != "sdpa" or (model, dtype, mode, "reference") not in index:
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    index = {(r.model, r.img_size, r.dtype, r.mode, r.impl): r for r in results}
+    for (model, size, dtype, mode, impl), r in index.items():
+        default = FAMILIES[family(model)][1][0]
+        if impl != default or (model, size, dtype, mode, "reference") not in index:
             continue
-        ref = index[(model, dtype, mode, "reference")]
+        ref = index[(model, size, dtype, mode, "reference")]
         peak = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        saved = "-" if r.saved_mib is None else f"{r.saved_mib:.0f} / {ref.saved_mib:.0f}"
+        saved = "-" if r.saved_mib is None or ref.saved_mib is None else f"{r.saved_mib:.0f} / {ref.saved_mib:.0f}"
         print(
-            f"| {model} | {dtype} | {mode} | {r.batch} | {r.img_per_s:.2f} | {ref.img_per_s:.2f} | "
+            f"| {model} | {size} | {dtype} | {mode} | {r.batch} | {r.img_per_s:.2f} | {ref.img_per_s:.2f} | "
             f"{r.img_per_s / ref.img_per_s:.2f}x | {peak(r.peak_mem_gib)} | {peak(ref.peak_mem_gib)} | {saved} |"
         )
 

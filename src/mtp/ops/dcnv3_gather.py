@@ -96,9 +96,13 @@ def gather_forward(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3G
     wy1 = fy.mul_(mask.view(n, ho, wo, g, p))
     wy0 = mask.view(n, ho, wo, g, p) - wy1
     wx0 = 1 - fx
-    weights = torch.empty(n, ho, wo, g, p, 4, device=device, dtype=value.dtype)
-    for i, (a, b) in enumerate(((wy0, wx0), (wy0, fx), (wy1, wx0), (wy1, fx))):
-        torch.mul(a, b, out=weights[..., i])
+    pairs = ((wy0, wx0), (wy0, fx), (wy1, wx0), (wy1, fx))
+    if torch.compiler.is_compiling():  # dynamo does not trace strided out= tensors
+        weights = torch.stack([a * b for a, b in pairs], -1).to(value.dtype)
+    else:  # eager: 2.5x faster than stack
+        weights = torch.empty(n, ho, wo, g, p, 4, device=device, dtype=value.dtype)
+        for i, (a, b) in enumerate(pairs):
+            torch.mul(a, b, out=weights[..., i])
 
     bags = n * ho * wo * g
     out = F.embedding_bag(
