@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtp.ops.dcnv3_gather import autocast_off, dcnv3_gather
+from mtp.ops.dcnv3_gather import autocast_off, compute_dtype, dcnv3_gather, xy_tensor
 
 __all__ = ["DCN_IMPLS", "DCNv3Geometry", "dcnv3_core"]
 
@@ -100,21 +100,23 @@ class DCNv3Geometry:
         (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.frame_pad
         return (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1, (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
 
-    def kernel_points(self, device: torch.device | None = None) -> Tensor:
-        """(P, 2) kernel offsets (x, y) in pixels, official order p = ix*kh + iy."""
+    def kernel_points(self, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+        """(P, 2) kernel offsets (x, y) in pixels, official order p = ix*kh + iy (built on ``device``)."""
         (kh, kw), (dh, dw) = self.kernel, self.dilation
-        x0, y0 = -((dw * (kw - 1)) // 2), -((dh * (kh - 1)) // 2)
-        points = [(x0 + ix * dw, y0 + iy * dh) for ix in range(kw) for iy in range(kh)]
+        xs = torch.arange(kw, device=device, dtype=dtype) * dw - (dw * (kw - 1)) // 2
+        ys = torch.arange(kh, device=device, dtype=dtype) * dh - (dh * (kh - 1)) // 2
+        points = torch.stack((xs.repeat_interleave(kh), ys.repeat(kw)), -1)  # x outer, y inner
         if self.remove_center:
-            points.pop((kh * kw - 1) // 2)
-        return torch.tensor(points, dtype=torch.float32, device=device)
+            centre = (kh * kw - 1) // 2
+            points = torch.cat((points[:centre], points[centre + 1 :]))
+        return points
 
     def base_locations(
         self, ho: int, wo: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
     ) -> Tensor:
         """(2, Ho, Wo, P) sampling locations (x; y) with zero offsets, input-frame pixels."""
         (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.frame_pad
-        points = self.kernel_points(device).to(dtype) * self.offset_scale
+        points = self.kernel_points(device, dtype) * self.offset_scale
         xs = torch.arange(wo, device=device, dtype=dtype) * sw + ((dw * (kw - 1)) // 2 - pw)
         ys = torch.arange(ho, device=device, dtype=dtype) * sh + ((dh * (kh - 1)) // 2 - ph)
         x = xs.view(1, wo, 1) + points[:, 0]
@@ -168,11 +170,6 @@ def dcnv3_core(
     raise ValueError(f"impl must be one of {DCN_IMPLS}, got {impl!r}")
 
 
-def compute_dtype(value: Tensor) -> torch.dtype:
-    """Locations and fp32-path arithmetic: float64 for float64 inputs, else float32."""
-    return torch.float64 if value.dtype == torch.float64 else torch.float32
-
-
 def _check_inputs(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Geometry) -> None:
     if value.ndim != 4 or offset.ndim != 4 or mask.ndim != 4:
         raise ValueError(
@@ -204,9 +201,9 @@ def dcnv3_reference(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3
         hp, wp = h + 2 * ph, w + 2 * pw
         ho, wo = offset.shape[1:3]
         base = geometry.base_locations(ho, wo, device, dtype)  # (2, Ho, Wo, P), input frame
-        size = torch.tensor([wp, hp], dtype=dtype, device=device)
+        size = xy_tensor(wp, hp, device, dtype)
         # padded-frame pixel -> [0, 1] (the official 'sampling_locations') -> [-1, 1]
-        base = (base.permute(1, 2, 3, 0) + torch.tensor([pw + 0.5, ph + 0.5], dtype=dtype, device=device)) / size
+        base = (base.permute(1, 2, 3, 0) + xy_tensor(pw + 0.5, ph + 0.5, device, dtype)) / size
         loc = base.unsqueeze(2) + offset.to(dtype).view(n, ho, wo, g, p, 2) * geometry.offset_scale / size
         grid = (2 * loc - 1).permute(0, 3, 1, 2, 4, 5).reshape(n * g, ho * wo, p, 2)
         inputs = padded.view(n, hp * wp, g, c // g).permute(0, 2, 3, 1).reshape(n * g, c // g, hp, wp)

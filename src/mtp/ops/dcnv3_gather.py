@@ -38,9 +38,14 @@ def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _compute_dtype(value: Tensor) -> torch.dtype:
-    """Locations (and the backward): float64 for float64 inputs, else float32."""
+def compute_dtype(value: Tensor) -> torch.dtype:
+    """Locations and the fp32 arithmetic (backward, reference path): float64 for float64 inputs, else float32."""
     return torch.float64 if value.dtype == torch.float64 else torch.float32
+
+
+def xy_tensor(x: float, y: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Tensor [x, y] made on ``device`` (fill kernels, no host-to-device copy and so no sync)."""
+    return torch.stack((torch.full((), x, device=device, dtype=dtype), torch.full((), y, device=device, dtype=dtype)))
 
 
 def dcnv3_gather(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Geometry) -> Tensor:
@@ -70,7 +75,7 @@ def gather_forward(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3G
     g, p = geometry.group, geometry.num_points
     ho, wo = offset.shape[1:3]
     hp, wp = h + 3, w + 3
-    device, dtype = value.device, _compute_dtype(value)
+    device, dtype = value.device, compute_dtype(value)
     table = value.new_zeros(n, hp, wp, c)
     table[:, 1 : h + 1, 1 : w + 1] = value
 
@@ -89,7 +94,8 @@ def gather_forward(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3G
     start = start + torch.arange(g, device=device, dtype=index_dtype).view(1, 1, 1, g, 1)
     rows = torch.add(start, torch.add(corner[0], corner[1], alpha=wp), alpha=g)
     rows.clamp_(0, n * hp * wp * g - 1 - (wp + 1) * g)  # only matters for NaN locations
-    shifts = torch.tensor([0, g, wp * g, (wp + 1) * g], device=device, dtype=index_dtype)
+    steps = torch.arange(2, device=device, dtype=index_dtype)
+    shifts = (steps.view(2, 1) * (wp * g) + steps * g).flatten()  # 0, g, wp*g, (wp+1)*g
     taps = rows.unsqueeze(-1) + shifts  # corners (y0 x0, y0 x1, y1 x0, y1 x1)
 
     fx, fy = frac[0], frac[1]
@@ -124,9 +130,9 @@ def grid_backward(
     g, p = geometry.group, geometry.num_points
     cg = c // g
     ho, wo = grad_out.shape[1:3]
-    device, dtype = value.device, _compute_dtype(value)
+    device, dtype = value.device, compute_dtype(value)
     inputs = value.to(dtype).view(n, h, w, g, cg).permute(0, 3, 4, 1, 2).reshape(n * g, cg, h, w)
-    size = torch.tensor([w, h], device=device, dtype=dtype)
+    size = xy_tensor(w, h, device, dtype)
     scale = 2 * geometry.offset_scale / size  # d grid / d offset
     base = (geometry.base_locations(ho, wo, device, dtype).permute(1, 2, 3, 0) * 2 + 1) / size - 1
     grid = torch.empty(n, g, ho, wo, p, 2, device=device, dtype=dtype)

@@ -68,7 +68,7 @@ def test_xl_defaults_follow_the_official_configs():
     assert all(b.post_norm and b.layer_scale for b in blocks)
     assert [level.blocks[0].dcn.group for level in model.levels] == [12, 24, 48, 96]
     assert {b.dcn.offset_scale for b in blocks} == {2.0}
-    assert not any(hasattr(level, "norm") for level in model.levels)  # post-norm: no level LN
+    assert all(level.norm is None for level in model.levels)  # post-norm: no level LN
 
 
 @pytest.mark.parametrize("dcn_impl", ["gather", "reference"])

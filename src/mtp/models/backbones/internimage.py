@@ -51,15 +51,14 @@ class InternImageLevel(nn.Module):
         self.blocks = nn.ModuleList(
             InternImageLayer(channels, groups, drop_path=drop_path[i], **block_kwargs) for i in range(depth)
         )
-        if not block_kwargs["post_norm"]:
-            self.norm = layer_norm(channels)
+        self.norm = None if block_kwargs["post_norm"] else layer_norm(channels)
         self.downsample = DownsampleLayer(channels) if downsample else None
 
     def forward(self, x: Tensor, use_checkpoint: bool = False) -> tuple[Tensor, Tensor]:
         """(N, H, W, C) -> (downsampled map or the same map, map before the downsample)."""
         for block in self.blocks:
             x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
-        if hasattr(self, "norm"):
+        if self.norm is not None:
             x = self.norm(x)
         return (self.downsample(x) if self.downsample is not None else x), x
 
@@ -76,7 +75,7 @@ class InternImage(nn.Module):
         offset_scale: DCNv3 offset (and kernel-grid) scale.
         post_norm: block norms after the branches (XL) instead of before; without post-norm every
             level ends with a LN.
-        out_indices: levels whose maps are returned.
+        out_indices: levels whose maps are returned (levels after the last one are not run).
         use_checkpoint: activation checkpointing of every block while training.
         dcn_impl: ``"gather"`` (default) or ``"reference"``.
         norm_layer, act_layer: ``"LN"`` (the only norm implemented); ``"GELU"``, ``"ReLU"`` or ``"SiLU"``.
