@@ -210,3 +210,20 @@ def test_invalid_arguments_are_clear_errors():
         dcnv3_core(value, offset, mask, group=2, impl="cuda")
     with pytest.raises(ValueError, match="remove_center"):
         DCNv3Geometry(kernel=(3, 5), remove_center=True)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_contiguous_inputs_and_gradients(impl):
+    geometry = DCNv3Geometry(group=2, offset_scale=2.0)
+    value, offset, mask = random_inputs(2, 5, 6, 2, 3, geometry)
+    strided = [t.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True) for t in (value, offset, mask)]
+    assert not any(t.is_contiguous() for t in strided)
+    out = dcnv3_core(*strided, group=2, offset_scale=2.0, impl=impl)
+    expected = dcnv3_core(value, offset, mask, group=2, offset_scale=2.0, impl="reference")
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad_out = torch.randn(2, 6, 5, 6, dtype=torch.float64).transpose(1, 2)  # non-contiguous as well
+    grads = torch.autograd.grad(out, strided, grad_out)
+    again = dcnv3_core(*strided, group=2, offset_scale=2.0, impl="reference")
+    reference = torch.autograd.grad(again, strided, grad_out)
+    for a, b in zip(grads, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -204,11 +204,11 @@ def dcnv3_reference(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3
         size = xy_tensor(wp, hp, device, dtype)
         # padded-frame pixel -> [0, 1] (the official 'sampling_locations') -> [-1, 1]
         base = (base.permute(1, 2, 3, 0) + xy_tensor(pw + 0.5, ph + 0.5, device, dtype)) / size
-        loc = base.unsqueeze(2) + offset.to(dtype).view(n, ho, wo, g, p, 2) * geometry.offset_scale / size
+        loc = base.unsqueeze(2) + offset.to(dtype).reshape(n, ho, wo, g, p, 2) * geometry.offset_scale / size
         grid = (2 * loc - 1).permute(0, 3, 1, 2, 4, 5).reshape(n * g, ho * wo, p, 2)
         inputs = padded.view(n, hp * wp, g, c // g).permute(0, 2, 3, 1).reshape(n * g, c // g, hp, wp)
         sampled = F.grid_sample(inputs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        weights = mask.to(dtype).view(n, ho * wo, g, p).transpose(1, 2).reshape(n * g, 1, ho * wo, p)
+        weights = mask.to(dtype).reshape(n, ho * wo, g, p).transpose(1, 2).reshape(n * g, 1, ho * wo, p)
         out = (sampled * weights).sum(-1)  # (N*G, C/G, Ho*Wo)
         out = out.view(n, c, ho, wo).permute(0, 2, 3, 1).contiguous()
     return out.to(value.dtype)

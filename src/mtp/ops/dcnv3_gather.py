@@ -82,7 +82,7 @@ def gather_forward(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3G
     # (x; y) locations in the table frame (+1), clamped so that the 4 corners stay inside
     base = geometry.base_locations(ho, wo, device, dtype).add_(1).view(2, 1, ho, wo, 1, p)
     loc = torch.empty(2, n, ho, wo, g, p, device=device, dtype=dtype)
-    torch.add(base, offset.view(n, ho, wo, g, p, 2).permute(5, 0, 1, 2, 3, 4), alpha=geometry.offset_scale, out=loc)
+    torch.add(base, offset.reshape(n, ho, wo, g, p, 2).permute(5, 0, 1, 2, 3, 4), alpha=geometry.offset_scale, out=loc)
     loc[0].clamp_(0, w + 1)
     loc[1].clamp_(0, h + 1)
     corner = loc.floor()
@@ -99,8 +99,8 @@ def gather_forward(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3G
     taps = rows.unsqueeze(-1) + shifts  # corners (y0 x0, y0 x1, y1 x0, y1 x1)
 
     fx, fy = frac[0], frac[1]
-    wy1 = fy.mul_(mask.view(n, ho, wo, g, p))
-    wy0 = mask.view(n, ho, wo, g, p) - wy1
+    wy1 = fy.mul_(mask.reshape(n, ho, wo, g, p))
+    wy0 = mask.reshape(n, ho, wo, g, p) - wy1
     wx0 = 1 - fx
     pairs = ((wy0, wx0), (wy0, fx), (wy1, wx0), (wy1, fx))
     if torch.compiler.is_compiling():  # dynamo does not trace strided out= tensors
@@ -131,16 +131,16 @@ def grid_backward(
     cg = c // g
     ho, wo = grad_out.shape[1:3]
     device, dtype = value.device, compute_dtype(value)
-    inputs = value.to(dtype).view(n, h, w, g, cg).permute(0, 3, 4, 1, 2).reshape(n * g, cg, h, w)
+    inputs = value.to(dtype).reshape(n, h, w, g, cg).permute(0, 3, 4, 1, 2).reshape(n * g, cg, h, w)
     size = xy_tensor(w, h, device, dtype)
     scale = 2 * geometry.offset_scale / size  # d grid / d offset
     base = (geometry.base_locations(ho, wo, device, dtype).permute(1, 2, 3, 0) * 2 + 1) / size - 1
     grid = torch.empty(n, g, ho, wo, p, 2, device=device, dtype=dtype)
-    off = offset.view(n, ho, wo, g, p, 2).permute(0, 3, 1, 2, 4, 5)
+    off = offset.reshape(n, ho, wo, g, p, 2).permute(0, 3, 1, 2, 4, 5)
     torch.addcmul(base.view(1, 1, ho, wo, p, 2), off, scale, out=grid)
     grid = grid.view(n * g, ho * wo, p, 2)
-    go = grad_out.to(dtype).view(n, ho, wo, g, cg).permute(0, 3, 4, 1, 2).reshape(n * g, cg, ho * wo, 1)
-    weights = mask.to(dtype).view(n, ho, wo, g, p).permute(0, 3, 1, 2, 4).reshape(n * g, 1, ho * wo, p)
+    go = grad_out.to(dtype).reshape(n, ho, wo, g, cg).permute(0, 3, 4, 1, 2).reshape(n * g, cg, ho * wo, 1)
+    weights = mask.to(dtype).reshape(n, ho, wo, g, p).permute(0, 3, 1, 2, 4).reshape(n * g, 1, ho * wo, p)
 
     grad_value = grad_offset = grad_mask = buffer = None
     if needs[2]:
