@@ -139,6 +139,13 @@ def test_pre_norm_variant_has_level_norms_and_no_gammas_without_layer_scale():
     assert model(torch.randn(1, 3, 32, 32))[0].shape == (1, 16, 8, 8)
 
 
+def test_official_constructor_names_are_accepted():
+    model = create_backbone("internimage_xl", with_cp=True, core_op="DCNv3_pytorch", drop_rate=0.1, **TINY)
+    assert model.use_checkpoint
+    assert model.pos_drop.p == 0.1 and model.levels[0].blocks[0].mlp.drop1.p == 0.1
+    assert model.state_dict().keys() == create_backbone("internimage_xl", **TINY).state_dict().keys()
+
+
 def test_official_initialisation():
     model = create_backbone("internimage_xl", **TINY)
     dcn = model.levels[1].blocks[0].dcn
@@ -160,6 +167,8 @@ def test_official_initialisation():
         ({"depths": (1, 1, 1)}, "4 levels"),
         ({"act_layer": "Mish"}, "act_layer"),
         ({"img_size": 0}, "img_size"),
+        ({"core_op": "DCNv4"}, "core_op"),
+        ({"use_checkpoint": True, "with_cp": False}, "with_cp"),
     ],
 )
 def test_invalid_configurations_are_clear_errors(overrides, match):

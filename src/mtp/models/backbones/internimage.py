@@ -81,6 +81,10 @@ class InternImage(nn.Module):
         norm_layer, act_layer: ``"LN"`` (the only norm implemented); ``"GELU"``, ``"ReLU"`` or ``"SiLU"``.
         dw_kernel_size: kernel of the offset/mask depth-wise conv (None: 3).
         drop_path_type: ``"linear"`` or ``"uniform"`` (every block gets ``drop_path_rate``).
+        drop_rate: dropout after the stem and in the MLPs (0 in every MTP config).
+        with_cp: the official name of ``use_checkpoint`` (either may be given).
+        core_op: the official core name, ``"DCNv3"`` or ``"DCNv3_pytorch"`` (same arithmetic; the
+            path is chosen by ``dcn_impl``).
         level2_post_norm, level2_post_norm_block_ids, res_post_norm, center_feature_scale:
             InternImage-H/G options, must stay off.
     """
@@ -102,6 +106,9 @@ class InternImage(nn.Module):
         act_layer: str = "GELU",
         dw_kernel_size: int | None = None,
         drop_path_type: str = "linear",
+        drop_rate: float = 0.0,
+        with_cp: bool | None = None,
+        core_op: str = "DCNv3",
         level2_post_norm: bool = False,
         level2_post_norm_block_ids: Sequence[int] | None = None,
         res_post_norm: bool = False,
@@ -118,6 +125,10 @@ class InternImage(nn.Module):
             raise ValueError(f"norm_layer {norm_layer!r}: only 'LN' (every MTP InternImage) is implemented")
         if dcn_impl not in DCN_IMPLS:
             raise ValueError(f"dcn_impl must be one of {DCN_IMPLS}, got {dcn_impl!r}")
+        if core_op not in ("DCNv3", "DCNv3_pytorch"):
+            raise ValueError(f"core_op must be 'DCNv3' or 'DCNv3_pytorch', got {core_op!r}")
+        if with_cp is not None and use_checkpoint and not with_cp:
+            raise ValueError("use_checkpoint=True contradicts with_cp=False (with_cp is its official name)")
         if drop_path_type not in ("linear", "uniform"):
             raise ValueError(f"drop_path_type must be 'linear' or 'uniform', got {drop_path_type!r}")
         unsupported = {
@@ -131,9 +142,10 @@ class InternImage(nn.Module):
         activation(act_layer)  # validates the name
         self.channels, self.depths, self.groups = channels, depths, groups
         self.out_indices = tuple(indices)
-        self.post_norm, self.use_checkpoint = post_norm, use_checkpoint
+        self.post_norm, self.use_checkpoint = post_norm, bool(use_checkpoint or with_cp)
 
         self.patch_embed = StemLayer(3, channels, act_layer)
+        self.pos_drop = nn.Dropout(drop_rate)
         total = sum(depths)
         if drop_path_type == "uniform":
             dpr = [float(drop_path_rate)] * total
@@ -156,6 +168,7 @@ class InternImage(nn.Module):
                     act_layer=act_layer,
                     dw_kernel_size=dw_kernel_size,
                     dcn_impl=dcn_impl,
+                    drop=drop_rate,
                 )
             )
         self.out_channels = [channels * 2**i for i in self.out_indices]
@@ -194,7 +207,7 @@ class InternImage(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"InternImage expects a (N, 3, H, W) batch, got shape {tuple(x.shape)}")
         ckpt = self.use_checkpoint and self.training and torch.is_grad_enabled()
-        x = self.patch_embed(x)
+        x = self.pos_drop(self.patch_embed(x))
         outs = []
         for i, level in enumerate(self.levels):
             x, before = level(x, use_checkpoint=ckpt)

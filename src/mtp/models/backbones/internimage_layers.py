@@ -158,6 +158,7 @@ class InternImageLayer(nn.Module):
         act_layer: str = "GELU",
         dw_kernel_size: int | None = None,
         dcn_impl: str = "gather",
+        drop: float = 0.0,
     ) -> None:
         super().__init__()
         self.post_norm = post_norm
@@ -172,7 +173,7 @@ class InternImageLayer(nn.Module):
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = layer_norm(channels)
-        self.mlp = Mlp(channels, int(channels * mlp_ratio), act_layer=ACTIVATIONS[act_layer])
+        self.mlp = Mlp(channels, int(channels * mlp_ratio), act_layer=ACTIVATIONS[act_layer], drop=drop)
         self.layer_scale = layer_scale is not None
         if layer_scale is not None:
             self.gamma1 = nn.Parameter(torch.full((channels,), float(layer_scale)))
