@@ -40,7 +40,7 @@ the corner/weight construction for ``embedding_bag`` and the autograd function t
 gather forward to the ``grid_sample`` backward. Bilinear gathering, accumulation and all
 gradients are PyTorch kernels.
 
-Mixed precision: sampling locations are always computed in fp32 (a bf16 coordinate has a
+Mixed precision: sampling locations are computed in fp32 (fp64 for fp64 inputs; a bf16 coordinate has a
 1-pixel step at 128 px); the gather path samples ``value`` in its own dtype with weights cast
 to it (embedding_bag needs one dtype), the reference path samples in fp32; the output has
 ``value``'s dtype. Autocast is disabled inside the op.
@@ -48,80 +48,15 @@ to it (embedding_bag needs one dtype), the reference path samples in fp32; the o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from mtp.ops.dcnv3_gather import autocast_off, compute_dtype, dcnv3_gather, xy_tensor
+from mtp.ops.dcnv3.gather import dcnv3_gather
+from mtp.ops.dcnv3.geometry import DCNv3Geometry, pair
+from mtp.ops.dcnv3.reference import dcnv3_reference
 
-__all__ = ["DCN_IMPLS", "DCNv3Geometry", "dcnv3_core"]
+__all__ = ["DCN_IMPLS", "dcnv3_core"]
 
 DCN_IMPLS = ("gather", "reference")
-
-
-def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return pair  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class DCNv3Geometry:
-    """Sampling geometry; pairs are (h, w) and ``pad`` is the official (pad_h, pad_w)."""
-
-    kernel: tuple[int, int] = (3, 3)
-    stride: tuple[int, int] = (1, 1)
-    pad: tuple[int, int] = (1, 1)
-    dilation: tuple[int, int] = (1, 1)
-    group: int = 1
-    offset_scale: float = 1.0
-    remove_center: bool = False
-
-    def __post_init__(self) -> None:
-        if min(*self.kernel, *self.stride, *self.dilation, self.group) < 1 or min(self.pad) < 0:
-            raise ValueError(f"invalid DCNv3 geometry {self}")
-        kh, kw = self.kernel
-        if self.remove_center and (kh != kw or kh % 2 == 0):
-            raise ValueError("remove_center needs a square kernel of odd size (official rule)")
-
-    @property
-    def num_points(self) -> int:
-        return self.kernel[0] * self.kernel[1] - int(self.remove_center)
-
-    @property
-    def frame_pad(self) -> tuple[int, int]:
-        """(rows, columns) of zero padding the official core adds: (pad_w, pad_h)."""
-        return self.pad[1], self.pad[0]
-
-    def output_size(self, h: int, w: int) -> tuple[int, int]:
-        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.frame_pad
-        return (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1, (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
-
-    def kernel_points(self, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
-        """(P, 2) kernel offsets (x, y) in pixels, official order p = ix*kh + iy (built on ``device``)."""
-        (kh, kw), (dh, dw) = self.kernel, self.dilation
-        xs = torch.arange(kw, device=device, dtype=dtype) * dw - (dw * (kw - 1)) // 2
-        ys = torch.arange(kh, device=device, dtype=dtype) * dh - (dh * (kh - 1)) // 2
-        points = torch.stack((xs.repeat_interleave(kh), ys.repeat(kw)), -1)  # x outer, y inner
-        if self.remove_center:
-            centre = (kh * kw - 1) // 2
-            points = torch.cat((points[:centre], points[centre + 1 :]))
-        return points
-
-    def base_locations(
-        self, ho: int, wo: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
-    ) -> Tensor:
-        """(2, Ho, Wo, P) sampling locations (x; y) with zero offsets, input-frame pixels."""
-        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel, self.stride, self.dilation, self.frame_pad
-        points = self.kernel_points(device, dtype) * self.offset_scale
-        xs = torch.arange(wo, device=device, dtype=dtype) * sw + ((dw * (kw - 1)) // 2 - pw)
-        ys = torch.arange(ho, device=device, dtype=dtype) * sh + ((dh * (kh - 1)) // 2 - ph)
-        x = xs.view(1, wo, 1) + points[:, 0]
-        y = ys.view(ho, 1, 1) + points[:, 1]
-        return torch.stack(torch.broadcast_tensors(x, y), 0)
 
 
 def dcnv3_core(
@@ -154,10 +89,10 @@ def dcnv3_core(
         (N, Ho, Wo, C) in ``value``'s dtype.
     """
     geometry = DCNv3Geometry(
-        _pair(kernel_size, "kernel_size"),
-        _pair(stride, "stride"),
-        _pair(pad, "pad"),
-        _pair(dilation, "dilation"),
+        pair(kernel_size, "kernel_size"),
+        pair(stride, "stride"),
+        pair(pad, "pad"),
+        pair(dilation, "dilation"),
         int(group),
         float(offset_scale),
         bool(remove_center),
@@ -188,27 +123,3 @@ def _check_inputs(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Ge
             f"for value {tuple(value.shape)} and {geometry}, offset must be {(n, ho, wo, g * p * 2)} "
             f"and mask {(n, ho, wo, g * p)}; got {tuple(offset.shape)} and {tuple(mask.shape)}"
         )
-
-
-def dcnv3_reference(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Geometry) -> Tensor:
-    """Straightforward path: zero-pad, normalise locations by the padded size, one grid_sample."""
-    n, h, w, c = value.shape
-    g, p = geometry.group, geometry.num_points
-    ph, pw = geometry.frame_pad
-    dtype, device = compute_dtype(value), value.device
-    with autocast_off(device):
-        padded = F.pad(value.to(dtype), (0, 0, pw, pw, ph, ph))
-        hp, wp = h + 2 * ph, w + 2 * pw
-        ho, wo = offset.shape[1:3]
-        base = geometry.base_locations(ho, wo, device, dtype)  # (2, Ho, Wo, P), input frame
-        size = xy_tensor(wp, hp, device, dtype)
-        # padded-frame pixel -> [0, 1] (the official 'sampling_locations') -> [-1, 1]
-        base = (base.permute(1, 2, 3, 0) + xy_tensor(pw + 0.5, ph + 0.5, device, dtype)) / size
-        loc = base.unsqueeze(2) + offset.to(dtype).reshape(n, ho, wo, g, p, 2) * geometry.offset_scale / size
-        grid = (2 * loc - 1).permute(0, 3, 1, 2, 4, 5).reshape(n * g, ho * wo, p, 2)
-        inputs = padded.view(n, hp * wp, g, c // g).permute(0, 2, 3, 1).reshape(n * g, c // g, hp, wp)
-        sampled = F.grid_sample(inputs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        weights = mask.to(dtype).reshape(n, ho * wo, g, p).transpose(1, 2).reshape(n * g, 1, ho * wo, p)
-        out = (sampled * weights).sum(-1)  # (N*G, C/G, Ho*Wo)
-        out = out.view(n, c, ho, wo).permute(0, 2, 3, 1).contiguous()
-    return out.to(value.dtype)

@@ -18,34 +18,13 @@ Row indices are int32 when the table has fewer than 2**31 rows.
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from mtp.ops.dcnv3 import DCNv3Geometry
+from mtp.ops.dcnv3.geometry import DCNv3Geometry, autocast_off, compute_dtype, xy_tensor
 
 __all__ = ["dcnv3_gather"]
-
-
-def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast disabled on ``device`` (a no-op where autocast does not exist, e.g. meta)."""
-    if torch.amp.is_autocast_available(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
-def compute_dtype(value: Tensor) -> torch.dtype:
-    """Locations and the fp32 arithmetic (backward, reference path): float64 for float64 inputs, else float32."""
-    return torch.float64 if value.dtype == torch.float64 else torch.float32
-
-
-def xy_tensor(x: float, y: float, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Tensor [x, y] made on ``device`` (fill kernels, no host-to-device copy and so no sync)."""
-    return torch.stack((torch.full((), x, device=device, dtype=dtype), torch.full((), y, device=device, dtype=dtype)))
 
 
 def dcnv3_gather(value: Tensor, offset: Tensor, mask: Tensor, geometry: DCNv3Geometry) -> Tensor:
