@@ -22,7 +22,7 @@ def test_version(capsys):
 
 def test_list_backbones(capsys):
     assert main(["list-backbones"]) == 0
-    assert capsys.readouterr().out.split() == ["vit_b_rvsa", "vit_l_rvsa"]
+    assert capsys.readouterr().out.split() == ["internimage_xl", "vit_b_rvsa", "vit_l_rvsa"]
 
 
 def test_backbone_shapes_tool_prints_every_level(capsys):

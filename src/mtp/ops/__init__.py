@@ -15,8 +15,11 @@ Rotated boxes: :func:`rotated_iou` (IoU / IoF, pairwise or aligned), :func:`rota
 (:func:`poly2rbox`, :func:`rbox2poly`, :func:`rbox2hbox`, :func:`hbox2rbox`, :func:`rbox2corners`,
 torchvision's ``CXCYWHR`` format), :func:`regularize_rboxes` and geometric transforms. ViT+RVSA helpers:
 decomposed relative positions (:mod:`mtp.ops.rel_pos`) and RVSA windows (:mod:`mtp.ops.windows`).
+InternImage: the DCNv3 deformable sampling :func:`dcnv3_core` (channels-last; :mod:`mtp.ops.dcnv3`) and its
+:class:`DCNv3Geometry`.
 """
 
+from mtp.ops.dcnv3 import DCNv3Geometry, dcnv3_core
 from mtp.ops.rel_pos import decomposed_rel_pos, resize_pos_embed, resize_rel_pos_table
 from mtp.ops.rotated.boxes import (
     flip_rboxes,
@@ -39,9 +42,11 @@ from mtp.ops.rotated.roi_align import RoIAlignRotated, RotatedRoIExtractor, roi_
 from mtp.ops.windows import window_partition, window_unpartition
 
 __all__ = [
+    "DCNv3Geometry",
     "RoIAlignRotated",
     "RotatedRoIExtractor",
     "batched_rotated_nms",
+    "dcnv3_core",
     "decomposed_rel_pos",
     "flip_rboxes",
     "hbox2rbox",

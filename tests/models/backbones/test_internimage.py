@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -11,17 +10,17 @@ import torch
 from mtp.models import create_backbone, list_backbones
 from mtp.models.backbones.internimage import InternImage
 from tests.models.backbones.base import BackboneContract
+from tests.official_keys import official_keys
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 GOLDEN = DATA / "golden" / "internimage_tiny_a.pt"
-XL_KEYS = DATA / "official_keys" / "internimage_xl_keys.txt"
 TINY = dict(channels=16, depths=(1, 1, 2, 1), groups=(1, 2, 4, 8), drop_path_rate=0.1)
 
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
     """Official InternImage forward (MTP's intern_image.py, core DCNv3_pytorch) on perturbed random
-    weights; cases 2x3x64x64 and 1x3x100x72 (not a multiple of 32). See tests/data/golden/README.md."""
+    weights; cases 2x3x64x64 and 1x3x100x72 (not a multiple of 32). See tests/data/README.md."""
     return torch.load(GOLDEN, map_location="cpu", weights_only=True)["tiny_a"]
 
 
@@ -46,10 +45,7 @@ def test_registered_with_the_official_xl_names_shapes_and_order():
     assert "internimage_xl" in list_backbones()
     with torch.device("meta"):
         model = create_backbone("internimage_xl")
-    expected = []
-    for line in XL_KEYS.read_text().splitlines():
-        name, shape = line.split("\t")
-        expected.append((name, tuple(ast.literal_eval(shape))))
+    expected = list(official_keys("internimage_xl_keys").items())
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == expected
     assert len(expected) == 875
     assert sum(p.numel() for p in model.parameters()) == 328_971_228
