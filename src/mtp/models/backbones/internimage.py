@@ -86,7 +86,7 @@ class InternImage(nn.Module):
         core_op: the official core name, ``"DCNv3"`` or ``"DCNv3_pytorch"`` (same arithmetic; the
             path is chosen by ``dcn_impl``).
         level2_post_norm, level2_post_norm_block_ids, res_post_norm, center_feature_scale:
-            InternImage-H/G options, must stay off.
+            InternImage-H/G options, must stay off (the ids alone are ignored, as officially).
     """
 
     def __init__(
@@ -132,7 +132,7 @@ class InternImage(nn.Module):
         if drop_path_type not in ("linear", "uniform"):
             raise ValueError(f"drop_path_type must be 'linear' or 'uniform', got {drop_path_type!r}")
         unsupported = {
-            "level2_post_norm": level2_post_norm or level2_post_norm_block_ids is not None,
+            "level2_post_norm": level2_post_norm,  # its block ids are ignored without it, as officially
             "res_post_norm": res_post_norm,
             "center_feature_scale": center_feature_scale,
         }
