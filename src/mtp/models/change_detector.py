@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from mtp.models.backbones import create_backbone
+from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.heads.unet import UNetHead
 
@@ -100,14 +101,14 @@ def build_change_detector(
 ) -> ChangeDetector:
     """ViT+RVSA (change-detection copy) + |A-B| fusion + UNet head, the official MTP CD model.
 
-    Backbone defaults for this task (override through ``backbone_overrides``): ``pyramid=False`` (the 4
-    raw stride-16 taps) and ``drop_path_rate=0.3`` (official fine-tuning). ``img_size``: 256 for
+    ViT+RVSA defaults for this task (override through ``backbone_overrides``): ``pyramid=False`` (the 4
+    raw stride-16 taps) and ``drop_path_rate=0.3`` (official fine-tuning); other backbones get only the
+    overrides given. ``img_size``: 256 for
     LEVIR / WHU / CDD, 224 for OSCD. ``pretrained``: MAE / MTP encoder / MTP whole-model file for the
     backbone; whole fine-tuned files go through :func:`load_change_detector_checkpoint`.
     """
-    backbone_overrides.setdefault("pyramid", False)
-    backbone_overrides.setdefault("drop_path_rate", 0.3)
-    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
+    overrides = task_copy_overrides(backbone, "change_detection", backbone_overrides)
+    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     in_channels = list(net.out_channels)
     if policy == "concat":
         in_channels = [2 * c for c in in_channels]

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mtp.models.backbones import create_backbone
+from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 
 __all__ = ["ImageClassifier", "LinearClsHead", "build_classifier", "load_classifier_checkpoint"]
@@ -75,19 +76,16 @@ def build_classifier(
     """The official scene classifier: ViT+RVSA classification copy + GAP + linear head.
 
     Args:
-        backbone: a registered backbone (``vit_b_rvsa`` / ``vit_l_rvsa``).
+        backbone: a registered backbone (``vit_b_rvsa`` / ``vit_l_rvsa``; any 4-map backbone: the head reads
+            the last map).
         num_classes: EuroSAT 10, RESISC-45 45.
         img_size: training size (224 official; fixes the pos-embed grid and the global tables).
         pretrained: backbone weights (MAE / MTP encoder or whole-model file).
         **backbone_overrides: :func:`mtp.models.create_backbone` overrides (official fine-tuning:
-            ``drop_path_rate=0.3``). ``pyramid`` and ``global_rel_pos`` are fixed by the copy.
+            ``drop_path_rate=0.3``). For ViT+RVSA ``pyramid`` and ``global_rel_pos`` are fixed by the copy.
     """
-    for fixed in ("pyramid", "global_rel_pos"):
-        if fixed in backbone_overrides:
-            raise ValueError(f"{fixed!r} is fixed for the classification copy (pyramid=False, global_rel_pos=True)")
-    net = create_backbone(
-        backbone, img_size=img_size, pretrained=pretrained, pyramid=False, global_rel_pos=True, **backbone_overrides
-    )
+    overrides = task_copy_overrides(backbone, "classification", backbone_overrides)
+    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     return ImageClassifier(net, LinearClsHead(net.out_channels[-1], num_classes))
 
 

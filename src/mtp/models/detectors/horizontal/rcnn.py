@@ -28,6 +28,7 @@ from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from mtp.models.backbones import create_backbone
+from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.detectors.horizontal.components import (
     MaxIoUMatcher,
     MMDetRoIAlign,
@@ -100,7 +101,7 @@ class MMDetRoIHeads(RoIHeads):
 
 
 def _vit_fpn(backbone: str, img_size: int, pretrained, fpn_channels: int, overrides: dict) -> ViTWithFPN:
-    overrides.setdefault("global_rel_pos", False)  # RVSA_MTP_branches, the copy of every ViT detection config
+    overrides = task_copy_overrides(backbone, "detection", overrides)  # ViT: RVSA_MTP_branches (no global tables)
     body = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     return ViTWithFPN(body, FPN(body.out_channels, fpn_channels))
 

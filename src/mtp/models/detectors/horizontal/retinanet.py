@@ -22,6 +22,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from mtp.models.backbones import create_backbone
+from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.detectors.horizontal.components import MaxIoUMatcher, PrebatchedTransform, UnroundedAnchorGenerator
 
 
@@ -71,8 +72,8 @@ def build_retinanet(
     **backbone_overrides,
 ) -> RetinaNet:
     """RetinaNet (xView configs, 60 classes) on the ViT+RVSA detection copy."""
-    backbone_overrides.setdefault("global_rel_pos", False)
-    body = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
+    overrides = task_copy_overrides(backbone, "detection", backbone_overrides)  # ViT: RVSA_MTP_branches
+    body = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     features = ViTWithRetinaFPN(body, fpn_channels)
     octave = [2 ** (i / 3) for i in range(3)]
     sizes = tuple(tuple(4.0 * stride * s for s in octave) for stride in (8, 16, 32, 64, 128))

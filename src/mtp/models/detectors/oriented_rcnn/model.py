@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from mtp.models.backbones import create_backbone
+from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.detectors.oriented_rcnn.roi_head import OrientedRoIHead, RCNNConfig, Shared2FCBBoxHead
 from mtp.models.detectors.oriented_rcnn.rpn import OrientedRPNHead, RPNConfig
@@ -64,8 +65,8 @@ def build_oriented_rcnn(
     Official fine-tuning: ``drop_path_rate=0.3, use_checkpoint=True``; ``rpn_cfg`` / ``rcnn_cfg``
     default to the official train/test settings.
     """
-    backbone_overrides.setdefault("global_rel_pos", False)
-    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
+    overrides = task_copy_overrides(backbone, "detection", backbone_overrides)  # ViT: RVSA_MTP_branches
+    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     neck = FPN(net.out_channels, fpn_channels)
     rpn = OrientedRPNHead(fpn_channels, cfg=rpn_cfg)
     roi = OrientedRoIHead(Shared2FCBBoxHead(num_classes, in_channels=fpn_channels), cfg=rcnn_cfg)
