@@ -24,3 +24,16 @@ def golden() -> dict:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_mtp_home(tmp_path_factory):
+    """Catalogue names (mtp.weights) resolve under an empty session folder, never the user's ~/.cache/mtp
+    (tests that need files set MTP_HOME themselves)."""
+    saved = os.environ.get("MTP_HOME")
+    os.environ["MTP_HOME"] = str(tmp_path_factory.mktemp("mtp_home"))
+    yield
+    if saved is None:
+        os.environ.pop("MTP_HOME", None)
+    else:
+        os.environ["MTP_HOME"] = saved

@@ -36,6 +36,7 @@ from mtp.models.backbones.internimage import InternImage
 from mtp.models.backbones.vit_rvsa import ViTRVSA
 from mtp.models.checkpoint_reader import CheckpointError, extract_state_dict, read_checkpoint
 from mtp.ops.rel_pos import resize_pos_embed, resize_rel_pos_table
+from mtp.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
 
     Args:
         model: the backbone (e.g. from :func:`mtp.models.create_backbone`).
-        path: ``.pth`` / ``.pt`` / ``.ckpt`` / ``.safetensors`` file.
+        path: ``.pth`` / ``.pt`` / ``.ckpt`` / ``.safetensors`` file, or a catalogue name (``mtp:vit_b_rvsa``,
+            :mod:`mtp.weights`) resolved under ``$MTP_HOME``.
         strict: if True (default), raise :class:`CheckpointError` when the file has parameters
             the model does not know, lacks core parameters, or has tensors of other shapes.
             If False, such tensors are skipped and listed in the report.
@@ -172,7 +174,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         A :class:`LoadReport` (``missing_keys``, ``unexpected_keys``, ``ignored_keys``,
         ``resized_keys``, ``mismatched_keys``).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     report = LoadReport(path=path)
     state = backbone_state_dict(extract_state_dict(read_checkpoint(path), path))
     state = adapt_backbone_state(model, state, report)
@@ -261,13 +263,14 @@ def load_composite_checkpoint(
 ) -> LoadReport:
     """Load a whole model (segmentor, detector) whose encoder sits under ``backbone_prefix`` from one file.
 
-    Removes ``module.`` / ``model.`` prefixes (DDP, Lightning), applies ``key_map`` (official names ->
+    ``path``: a file or a catalogue name (:mod:`mtp.weights`). Removes ``module.`` / ``model.`` prefixes (DDP,
+    Lightning), applies ``key_map`` (official names ->
     ours) and then ``convert`` (whole-dict tensor rewrites, e.g. classifier row orders), requires at
     least one ``required_prefix`` key (else the file is probably backbone-only), adapts the encoder
     part like :func:`load_checkpoint`, then checks and loads everything. ``optional(key)`` marks
     non-encoder keys that may be absent from the file.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     report = LoadReport(path=path)
     state = extract_state_dict(read_checkpoint(path), path)
     key_map = key_map or (lambda key: key)

@@ -2,7 +2,7 @@
 
 >>> from mtp.models import create_backbone
 >>> net = create_backbone("vit_b_rvsa", img_size=512, pretrained="vit-b-checkpoint-1599.pth")
->>> net = create_backbone("internimage_xl", pretrained="internimage_xl_22kto1k_384.pth")
+>>> net = create_backbone("internimage_xl", pretrained="imp:internimage_xl")  # catalogue name, see mtp.weights
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 
 from mtp.models.backbones.internimage import InternImage
 from mtp.models.backbones.vit_rvsa import ViTRVSA
+from mtp.weights import resolve_checkpoint
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -31,24 +32,32 @@ def list_backbones() -> list[str]:
     return sorted(_BACKBONES)
 
 
-def create_backbone(name: str, *, img_size: int = 224, pretrained: str | Path | None = None, **overrides) -> nn.Module:
+def create_backbone(
+    name: str, *, img_size: int = 224, pretrained: str | Path | bool | None = None, **overrides
+) -> nn.Module:
     """Build a registered backbone, optionally loading a checkpoint.
 
     Args:
         name: one of :func:`list_backbones`.
         img_size: training input size (ViT: fixes the stored position-embedding grid; InternImage:
             checked only, any input size works).
-        pretrained: path to an official or mtp checkpoint (MAE, MTP encoder / full, fine-tuned);
-            loaded with :func:`mtp.models.load_checkpoint` (safe, resizing where needed).
+        pretrained: path to an official or mtp checkpoint (MAE, ImageNet, MTP encoder / full, fine-tuned), or
+            a catalogue name (``"mae:vit_b_rvsa"``, ``"mtp:vit_b_rvsa"``, ``"imp:internimage_xl"``, any
+            fine-tuned name: its backbone; :mod:`mtp.weights`); ``True`` = ``"mtp:<name>"``, the MAE/IMP + MTP
+            encoder of the release. Loaded with :func:`mtp.models.load_checkpoint` (safe, resizing where needed).
         **overrides: constructor arguments replacing the official defaults.
     """
     if name not in _BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    if pretrained is True:
+        pretrained = f"mtp:{name}"
+    # A missing catalogue file fails here, before the (possibly large) model is built.
+    path = resolve_checkpoint(pretrained) if pretrained not in (None, False) else None
     model = _BACKBONES[name](img_size=img_size, **overrides)
-    if pretrained is not None:
+    if path is not None:
         from mtp.models.checkpoints import load_checkpoint
 
-        load_checkpoint(model, pretrained)
+        load_checkpoint(model, path)
     return model
 
 

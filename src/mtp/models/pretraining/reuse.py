@@ -31,13 +31,14 @@ from torch import Tensor
 from mtp.models.checkpoint_reader import CheckpointError, extract_state_dict, read_checkpoint
 from mtp.models.pretraining.framework import DATASET_INDEX
 from mtp.models.pretraining.keymap import ours_to_official
+from mtp.weights import resolve_checkpoint
 
 REUSE_TASKS = ("rd", "is", "hd", "ss")
 
 
 def official_pretrain_state(path: str | Path) -> dict[str, Tensor]:
     """Any supported pretraining checkpoint -> whole-model state dict with official names."""
-    path = Path(path)
+    path = resolve_checkpoint(path)
     state = extract_state_dict(read_checkpoint(path), path)
     state = {ours_to_official(k.removeprefix("module.").removeprefix("model.")): v for k, v in state.items()}
     if not any(k.startswith("encoder.") for k in state) or not any(
