@@ -177,7 +177,8 @@ def test_official_configs_parse_with_the_official_hyperparameters(capsys):
         assert "drop_path_rate: 0.3" in printed and "batch_size: 8" in printed and "warmup_epochs: 5" in printed
         assert "auto_augment: rand-m9-n2-mstd0.5-inc1" in printed and "re_prob: 0.25" in printed
         assert ("vit_l_rvsa" if "rvsa-l" in config.stem else "vit_b_rvsa") in printed
-        assert ("pretrn_model_encoder" if "mae-mtp" in config.stem else "checkpoint-1599") in printed
+        size = "l" if "rvsa-l" in config.stem else "b"  # catalogue names (mtp.weights)
+        assert f"pretrained: {'mtp' if 'mae-mtp' in config.stem else 'mae'}:vit_{size}_rvsa\n" in printed
 
 
 @pytest.mark.slow

@@ -115,8 +115,8 @@ def test_official_configs_parse_with_the_official_hyperparameters(capsys):
         assert "lr: 6.0e-05" in printed and "layer_decay: 0.9" in printed and "max_steps: 80000" in printed
         assert f"stride:\n    - {384 if loveda else 256}" in printed
         assert ("vit_l_rvsa" if "rvsa-l" in name else "vit_b_rvsa") in printed
-        checkpoint = "pretrn_model_encoder" if "mae-mtp" in name else "checkpoint-1599"
-        assert checkpoint in printed, name
+        size = "l" if "rvsa-l" in name else "b"  # catalogue names (mtp.weights)
+        assert f"pretrained: {'mtp' if 'mae-mtp' in name else 'mae'}:vit_{size}_rvsa\n" in printed, name
     assert len(list(CONFIGS.glob("rvsa-*.yaml"))) == 8
 
 

@@ -32,7 +32,7 @@ from mtp.data.transforms.change import split_pair
 from mtp.inference.outputs import colorize, denormalize, save_png, write_json
 from mtp.inference.segmentation import predict_segmentation
 from mtp.metrics.segmentation import SegmentationMetric, changed_class_scores
-from mtp.models.change_detector import build_change_detector, load_change_detector_checkpoint
+from mtp.models import create_model
 from mtp.tasks.optim import build_adamw
 
 log = logging.getLogger(__name__)
@@ -105,18 +105,18 @@ class ChangeDetectionTask(L.LightningModule):
             raise ValueError(f"test_mode must be 'slide' or 'whole', got {test_mode!r}")
         self.test_mode, self.crop_size, self.stride = test_mode, tuple(crop_size), tuple(stride)
         self.output_dir_option, self.save_predictions = output_dir, save_predictions
-        self.model = build_change_detector(
-            backbone,
+        self.model = create_model(
+            "changenet",
+            backbone=backbone,
             img_size=img_size,
             num_classes=num_classes,
             decoder_channels=tuple(decoder_channels),
             dropout=dropout,
             policy=policy,
             pretrained=pretrained,
+            checkpoint_path=load_from or None,
             **(backbone_kwargs or {}),
         )
-        if load_from:
-            load_change_detector_checkpoint(self.model, load_from)
         names = ["unchanged", "changed"] if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
         self.val_metric = SegmentationMetric(num_classes, ignore_index=ignore_index, class_names=names)
         self.test_metric = SegmentationMetric(num_classes, ignore_index=ignore_index, class_names=names)

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from mtp.inference.outputs import save_png, write_json
 from mtp.metrics.classification import ClassificationMetric, confusion_matrix_image
-from mtp.models.classifier import build_classifier, load_classifier_checkpoint
+from mtp.models import create_model
 from mtp.tasks.optim import build_adamw, warmup_cosine_scheduler
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,10 @@ class ClassificationTask(L.LightningModule):
         self.output_dir_option, self.save_predictions = output_dir, save_predictions
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}")
-        self.model = build_classifier(
-            backbone, num_classes=num_classes, img_size=img_size, pretrained=pretrained, **(backbone_kwargs or {})
-        )
-        if load_from:
-            load_classifier_checkpoint(self.model, load_from)
+        self.model = create_model(
+            "classifier", backbone=backbone, num_classes=num_classes, img_size=img_size, pretrained=pretrained,
+            checkpoint_path=load_from or None, **(backbone_kwargs or {}),
+        )  # fmt: skip
         self.class_names = list(class_names) if class_names else None
         self.val_metric = ClassificationMetric(num_classes, top_k=top_k)
         self.test_metric = ClassificationMetric(num_classes, top_k=top_k)

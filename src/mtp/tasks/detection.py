@@ -26,15 +26,13 @@ from mtp.inference.drawing import draw_rboxes
 from mtp.inference.outputs import denormalize, save_png, write_json
 from mtp.metrics.coco.evaluation import flatten_metrics
 from mtp.metrics.coco.metric import CocoDetectionMetric
-from mtp.models.detectors.horizontal.keymap import load_mmdet_detector
-from mtp.models.detectors.horizontal.rcnn import build_faster_rcnn, build_mask_rcnn
-from mtp.models.detectors.horizontal.retinanet import build_retinanet
+from mtp.models import create_model
 from mtp.ops.rotated.boxes import hbox2rbox
 from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
 
 log = logging.getLogger(__name__)
 
-BUILDERS = {"faster_rcnn": build_faster_rcnn, "mask_rcnn": build_mask_rcnn, "retinanet": build_retinanet}
+DETECTORS = ("faster_rcnn", "mask_rcnn", "retinanet")  # mtp.models.create_model architectures
 INFERENCE_OPTIONS = ("pretrained", "load_from", "output_dir", "save_predictions")
 
 
@@ -74,18 +72,18 @@ class DetectionTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(INFERENCE_OPTIONS))
-        if detector not in BUILDERS:
-            raise ValueError(f"detector must be one of {sorted(BUILDERS)}, got {detector!r}")
-        self.model = BUILDERS[detector](
-            backbone,
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {sorted(DETECTORS)}, got {detector!r}")
+        self.model = create_model(
+            detector,
+            backbone=backbone,
             num_classes=num_classes,
             img_size=img_size,
             pretrained=pretrained,
+            checkpoint_path=load_from or None,
             fpn_channels=fpn_channels,
             **(backbone_kwargs or {}),
         )
-        if load_from:
-            load_mmdet_detector(self.model, load_from, retinanet=detector == "retinanet")
         self.label_offset = 0 if detector == "retinanet" else 1  # torchvision R-CNN: background is 0
         self.with_masks = detector == "mask_rcnn"
         self.class_names = list(class_names) if class_names else None

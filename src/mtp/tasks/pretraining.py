@@ -32,7 +32,8 @@ from mtp.metrics.coco.evaluation import flatten_metrics
 from mtp.metrics.coco.metric import CocoDetectionMetric
 from mtp.metrics.dota.metric import DOTAMeanAP
 from mtp.metrics.segmentation import SegmentationMetric
-from mtp.models.pretraining import build_mtp_model, load_mtp_checkpoint, total_loss
+from mtp.models import create_model
+from mtp.models.pretraining import total_loss
 from mtp.models.pretraining.framework import ProposalBudget
 from mtp.ops.rotated.boxes import rescale_rboxes
 from mtp.tasks.optim import build_adamw
@@ -84,15 +85,13 @@ class MultiTaskPretrainingTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["pretrained", "load_from", "output_dir"])
-        self.model = build_mtp_model(
-            backbone, img_size=img_size, datasets=datasets, tasks=tasks, num_classes=num_classes,
-            background=background, pretrained=pretrained, channels=channels,
+        self.model = create_model(
+            "mtp", backbone=backbone, img_size=img_size, datasets=datasets, tasks=tasks, num_classes=num_classes,
+            background=background, pretrained=pretrained, checkpoint_path=load_from or None, channels=channels,
             joint_semantic_trunk=joint_semantic_trunk, budget=budget, **(backbone_kwargs or {}),
         )  # fmt: skip
         if "ss" in self.model.tasks:  # the UPerHead's own classifier exists (official key) but is never used
             self.model.semsegdecoder.decode_head.conv_seg.requires_grad_(False)
-        if load_from:
-            load_mtp_checkpoint(self.model, load_from)
         self.output_dir = output_dir
         self.datasets = list(self.model.datasets)
         self.seg_metrics = torch.nn.ModuleDict()

@@ -30,7 +30,7 @@ from mtp.inference.outputs import denormalize, save_png, write_json
 from mtp.metrics.dota.fair1m import write_fair1m_xml
 from mtp.metrics.dota.metric import DOTAMeanAP
 from mtp.metrics.dota.submission import merge_patch_detections, write_dota_task1
-from mtp.models.detectors.oriented_rcnn.model import build_oriented_rcnn, load_oriented_rcnn_checkpoint
+from mtp.models import create_model
 from mtp.models.detectors.oriented_rcnn.roi_head import RCNNConfig
 from mtp.models.detectors.oriented_rcnn.rpn import RPNConfig
 from mtp.ops.rotated.boxes import rescale_rboxes
@@ -83,18 +83,18 @@ class RotatedDetectionTask(L.LightningModule):
         self.save_hyperparameters(ignore=list(INFERENCE_OPTIONS))
         if submission not in (None, "dota", "fair1m"):
             raise ValueError(f"submission must be None, 'dota' or 'fair1m', got {submission!r}")
-        self.model = build_oriented_rcnn(
-            backbone,
+        self.model = create_model(
+            "oriented_rcnn",
+            backbone=backbone,
             num_classes=num_classes,
             img_size=img_size,
             pretrained=pretrained,
+            checkpoint_path=load_from or None,
             fpn_channels=fpn_channels,
             rpn_cfg=RPNConfig(**(rpn_settings or {})),
             rcnn_cfg=RCNNConfig(**(rcnn_settings or {})),
             **(backbone_kwargs or {}),
         )
-        if load_from:
-            load_oriented_rcnn_checkpoint(self.model, load_from)
         self.class_names = list(class_names) if class_names else None
         self.output_dir_option, self.save_predictions = output_dir, save_predictions
         self.submission, self.merge_patches = submission, merge_patches

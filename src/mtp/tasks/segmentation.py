@@ -26,7 +26,7 @@ from torch import Tensor
 from mtp.inference.outputs import colorize, default_palette, denormalize, overlay, save_png, write_json
 from mtp.inference.segmentation import TTAConfig, predict_segmentation
 from mtp.metrics.segmentation import SegmentationMetric
-from mtp.models.segmentor import build_upernet, load_segmentor_checkpoint
+from mtp.models import create_model
 from mtp.tasks.optim import build_adamw, warmup_cosine_scheduler
 
 log = logging.getLogger(__name__)
@@ -103,17 +103,17 @@ class SemanticSegmentationTask(L.LightningModule):
             raise ValueError(f"test_mode must be 'slide' or 'whole', got {test_mode!r}")
         if submission not in (None, "loveda"):
             raise ValueError(f"submission must be None or 'loveda', got {submission!r}")
-        self.model = build_upernet(
-            backbone,
+        self.model = create_model(
+            "upernet",
+            backbone=backbone,
             num_classes=num_classes,
             img_size=img_size,
             channels=decode_channels,
             pretrained=pretrained,
+            checkpoint_path=load_from or None,
             aux_head=aux_head,
             **(backbone_kwargs or {}),
         )
-        if load_from:
-            load_segmentor_checkpoint(self.model, load_from)
         self.class_names = list(class_names) if class_names else None
         self.palette = [tuple(c) for c in palette] if palette else None
         self.val_metric = SegmentationMetric(num_classes, ignore_index=ignore_index)
