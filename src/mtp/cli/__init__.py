@@ -3,6 +3,7 @@
 mtp fit|validate|test|predict --config CONFIG.yaml [--key value ...]   (LightningCLI)
 mtp list-backbones
 mtp tool NAME [args]     (dataset / checkpoint tools; ``mtp tool --help`` lists them)
+mtp weights list|info|path|verify|convert|download   (the official release files by name)
 mtp --version
 """
 
@@ -51,11 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_lightning(None if from_command_line else argv)
     if argv and argv[0] == "tool":
         return _run_tool(argv[1:])
+    if argv and argv[0] == "weights":
+        from mtp.cli.weights import run_weights
+
+        return run_weights(argv[1:])
     parser = argparse.ArgumentParser(prog="mtp", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mtp {mtp.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{fit,validate,test,predict,list-backbones,tool}")
+    sub = parser.add_subparsers(dest="command", metavar="{fit,validate,test,predict,list-backbones,tool,weights}")
     sub.add_parser("list-backbones", help="names accepted by create_backbone")
     sub.add_parser("tool", help="dataset and checkpoint tools (mtp tool --help lists them)")
+    sub.add_parser("weights", help="official release files by name: list, info, path, verify, convert, download")
     for name in SUBCOMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (mtp {name} --help)")
     args = parser.parse_args(argv)
