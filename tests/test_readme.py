@@ -70,7 +70,7 @@ def test_the_python_api_blocks_run_and_do_what_they_say(tiny_world, capsys):
     assert ns["logits"].shape == (2, 7, 128, 128)
     torch.testing.assert_close(ns["model"].backbone.state_dict(), tiny_world["encoder"])
     torch.testing.assert_close(ns["official"].state_dict(), tiny_world["seg"].state_dict())
-    assert "['upernet_vit_b_rvsa', 'upernet_vit_l_rvsa']" in capsys.readouterr().out
+    assert "'upernet_vit_b_rvsa', 'upernet_vit_l_rvsa']" in capsys.readouterr().out
 
     g = torch.Generator().manual_seed(0)
     images = torch.randn(6, 3, 64, 64, generator=g)
