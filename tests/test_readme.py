@@ -17,6 +17,11 @@ from mtp.weights import expected_path
 from tests.conftest import REPO
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2, interval=2, out_indices=(0, 1, 2, 3))
+TINY_XL = dict(channels=16, depths=(1, 1, 2, 1), groups=(1, 2, 4, 8))
+
+
+def _tiny(name: str) -> dict:
+    return TINY_XL if "internimage" in name else TINY
 
 
 def readme_blocks(language: str) -> list[str]:
@@ -39,13 +44,13 @@ def tiny_world(tmp_path, monkeypatch):
     real_model, real_backbone = mtp.models.create_model, mtp.models.create_backbone
 
     def create_model(name, **kwargs):
-        kwargs = {**kwargs, **TINY, "img_size": 64}
+        kwargs = {**kwargs, **_tiny(name), "img_size": 64}
         if name.startswith("upernet"):
             kwargs.setdefault("channels", 16)
         return real_model(name, **kwargs)
 
     def create_backbone(name, **kwargs):
-        return real_backbone(name, **{**kwargs, **TINY, "img_size": 64})
+        return real_backbone(name, **{**kwargs, **_tiny(name), "img_size": 64})
 
     monkeypatch.setattr(mtp.models, "create_model", create_model)
     monkeypatch.setattr(mtp.models, "create_backbone", create_backbone)
@@ -57,13 +62,15 @@ def tiny_world(tmp_path, monkeypatch):
     _save(seg.state_dict(), "loveda:upernet_vit_b_rvsa_mae_mtp")
     whole = real_model("mtp_vit_b_rvsa", img_size=64, channels=16, **TINY)
     _save(official_state_dict(whole), "mtp-whole:vit_b_rvsa")
-    return {"encoder": encoder, "seg": seg}
+    xl = real_backbone("internimage_xl", **TINY_XL).state_dict()
+    _save({**xl, "head.weight": torch.zeros(3, 128)}, "imp:internimage_xl", key="model")  # + an ImageNet head
+    return {"encoder": encoder, "seg": seg, "xl": xl}
 
 
 def test_the_python_api_blocks_run_and_do_what_they_say(tiny_world, capsys):
     blocks = readme_blocks("python")
-    assert len(blocks) == 5
-    models, loop, weights, ops, backbones = blocks
+    assert len(blocks) == 6
+    models, loop, weights, ops, backbones, internimage = blocks
 
     ns: dict = {}
     exec(compile(models, "README.md:models", "exec"), ns)
@@ -98,6 +105,9 @@ def test_the_python_api_blocks_run_and_do_what_they_say(tiny_world, capsys):
     exec(compile(backbones, "README.md:backbones", "exec"), ns)
     assert [f.shape[-1] for f in ns["feats"]] == [128, 64, 32, 16]
     assert not ns["report"].unexpected_keys and not ns["det"].global_rel_pos and not ns["cls"].pyramid
+    exec(compile(internimage, "README.md:internimage", "exec"), ns)  # continues the backbones block
+    torch.testing.assert_close(ns["xl"].state_dict(), tiny_world["xl"])
+    assert [f.shape[1] for f in ns["feats"]] == [16, 32, 64, 128]
 
 
 def test_the_weights_commands_shown_run(tiny_world, capsys):

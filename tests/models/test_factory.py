@@ -36,9 +36,9 @@ COPY_LACKS = {"upernet": None, "mtp": None, "faster_rcnn": GLOBAL_TABLES, "mask_
 def test_names_are_every_architecture_times_every_backbone():
     assert list_architectures() == ARCHITECTURES
     assert list_models() == sorted(f"{a}_{b}" for a in ARCHITECTURES for b in list_backbones())
-    assert len(list_models("*_vit_*")) == 16
+    assert len(list_models("*_vit_*")) == 16 and len(list_models("*_internimage_xl")) == 8
     assert list_models("*rcnn_vit_l*") == ["faster_rcnn_vit_l_rvsa", "mask_rcnn_vit_l_rvsa", "oriented_rcnn_vit_l_rvsa"]
-    assert list_models(task="segmentation") == ["upernet_vit_b_rvsa", "upernet_vit_l_rvsa"]
+    assert list_models(task="segmentation") == [f"upernet_{b}" for b in list_backbones()]
 
 
 def _backbone_path(model: nn.Module) -> str:
@@ -87,6 +87,21 @@ def test_every_name_builds_on_meta_with_the_official_names(name):
     assert lacking == ({k for k in official if re.fullmatch(pattern, k)} if pattern else set()), name
     expected_heads, our_heads = _official_head_keys(arch, model)
     assert our_heads == expected_heads, name
+
+
+@pytest.mark.parametrize("name", list_models("*_internimage_xl"))
+def test_every_internimage_name_builds_on_meta_with_the_official_backbone(name):
+    arch = name.removesuffix("_internimage_xl")
+    kwargs = {} if OFFICIAL_CLASSES[arch] is None else {"num_classes": OFFICIAL_CLASSES[arch]}
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    ours = {k: tuple(v.shape) for k, v in model.get_submodule(_backbone_path(model)).state_dict().items()}
+    assert ours == official_keys("internimage_xl_keys"), name  # no ViT task-copy setting reached it
+    inputs = {"upernet": ("decode_head.lateral_convs.0.conv.weight", 192), "classifier": ("head.fc.weight", 1536),
+              "changenet": ("decode_head.blocks.0.conv1.0.weight", 1536 + 768)}  # the heads see the 4 XL levels
+    if arch in inputs:
+        key, channels = inputs[arch]
+        assert model.state_dict()[key].shape[1] == channels, name
 
 
 def tiny(name: str, **kwargs) -> nn.Module:

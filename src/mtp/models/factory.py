@@ -2,12 +2,13 @@
 
 >>> from mtp.models import create_model, list_models
 >>> list_models("upernet_*")
-['upernet_vit_b_rvsa', 'upernet_vit_l_rvsa']
+['upernet_internimage_xl', 'upernet_vit_b_rvsa', 'upernet_vit_l_rvsa']
 >>> seg = create_model("upernet_vit_b_rvsa", num_classes=7, img_size=512, pretrained="mtp:vit_b_rvsa")
 
 Names are ``<architecture>_<backbone>`` for every registered architecture (typed builders below, registered
-with :func:`register_architecture`) and every registered backbone (:func:`mtp.models.create_backbone`), so a
-newly registered backbone (``internimage_xl``) yields ``upernet_internimage_xl`` & co. with no change here.
+with :func:`register_architecture`) and every registered backbone (:func:`mtp.models.create_backbone`), so each
+backbone (``vit_b_rvsa``, ``vit_l_rvsa``, ``internimage_xl``, any registered later) yields ``upernet_<backbone>`` & co.
+with no change here.
 Each returns a plain ``nn.Module`` with the official parameter names (official fine-tuned files load as they
 are). ``forward`` contracts (images float32 RGB, normalised with the 0-255 mean / std of docs/CONVENTIONS.md;
 boxes in input pixels; ``num_classes`` counts foreground classes):
