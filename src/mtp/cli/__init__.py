@@ -1,6 +1,7 @@
 """The ``mtp`` command line.
 
 mtp fit|validate|test|predict --config CONFIG.yaml [--key value ...]   (LightningCLI)
+mtp predict-scene --config CFG --ckpt_path CKPT --input scene.tif --out DIR [options]   (map a GeoTIFF scene)
 mtp list-backbones
 mtp tool NAME [args]     (dataset / checkpoint tools; ``mtp tool --help`` lists them)
 mtp weights list|info|path|verify|convert|download   (the official release files by name)
@@ -56,9 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mtp.cli.weights import run_weights
 
         return run_weights(argv[1:])
+    if argv and argv[0] == "predict-scene":
+        from mtp.cli.predict_scene import main as predict_scene_main
+
+        return predict_scene_main(argv[1:])
     parser = argparse.ArgumentParser(prog="mtp", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mtp {mtp.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{fit,validate,test,predict,list-backbones,tool,weights}")
+    commands = "{fit,validate,test,predict,predict-scene,list-backbones,tool,weights}"
+    sub = parser.add_subparsers(dest="command", metavar=commands)
+    sub.add_parser("predict-scene", help="map a whole GeoTIFF scene (mtp predict-scene --help)")
     sub.add_parser("list-backbones", help="names accepted by create_backbone")
     sub.add_parser("tool", help="dataset and checkpoint tools (mtp tool --help lists them)")
     sub.add_parser("weights", help="official release files by name: list, info, path, verify, convert, download")

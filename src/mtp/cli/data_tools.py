@@ -20,10 +20,20 @@ def tool_make_synthetic(argv: Sequence[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["mtp", "release"], help="loveda / eurosat folder layout")
     parser.add_argument("--variant", choices=["sota", "sior", "fast"], help="samrs set")
-    parser.add_argument("--object-scale", type=float, help="dota: multiply object sizes (1.0 ~ 0.5 m/px)")
+    parser.add_argument("--object-scale", type=float, help="dota, scene: multiply object sizes (1.0 ~ 0.5 m/px)")
+    scene = parser.add_argument_group("scene (large GeoTIFF scenes for mtp predict-scene; --size: pixels a side)")
+    scene.add_argument("--bands", type=int, choices=[3, 4], help="3: R,G,B; 4: B,G,R,NIR (Sentinel-2 order)")
+    scene.add_argument("--dtype", choices=["uint8", "uint16"], help="uint16: digital numbers (use --scale s2)")
+    scene.add_argument("--crs", help="CRS of the scene (default EPSG:32633); 'none' for a raster without CRS")
+    scene.add_argument("--pixel-size", type=float, help="metres per pixel (default 0.5)")
+    scene.add_argument("--nodata-fraction", type=float, help="share of the scene that is no-data (default 0.1)")
+    scene.add_argument("--pair", action="store_true", default=None, help="a change-detection pair (_a, _b, truth)")
     args = parser.parse_args(argv)
-    chosen = (("layout", args.layout), ("variant", args.variant), ("object_scale", args.object_scale))
-    options = {k: v for k, v in chosen if v is not None}
+    crs = None if args.crs is None else (None if args.crs.lower() == "none" else args.crs)
+    chosen = (("layout", args.layout), ("variant", args.variant), ("object_scale", args.object_scale),
+              ("bands", args.bands), ("dtype", args.dtype), ("pixel_size", args.pixel_size),
+              ("nodata_fraction", args.nodata_fraction), ("pair", args.pair))  # fmt: skip
+    options = {k: v for k, v in chosen if v is not None} | ({"crs": crs} if args.crs is not None else {})
     print(write_dataset(args.format, args.out, n=args.n, size=args.size, seed=args.seed, **options))
     return 0
 

@@ -18,6 +18,7 @@ from mtp.data.synthetic.classes import (
     SOTA_CLASSES,
 )
 from mtp.data.synthetic.geometry import clockwise_from_top_left, rbox_corners, regularize_le90
+from mtp.data.synthetic.scene_rasters import SceneFiles, write_scene_dataset, write_scene_geotiff
 from mtp.data.synthetic.scenes import Scene, SceneGenerator, SceneObject, land_cover_fractions
 from mtp.data.synthetic.writers import FORMATS, write_dataset
 from mtp.data.synthetic.writers_common import DatasetSummary
@@ -41,6 +42,7 @@ __all__ = [
     "SOTA_CLASSES",
     "DatasetSummary",
     "Scene",
+    "SceneFiles",
     "SceneGenerator",
     "SceneObject",
     "clockwise_from_top_left",
@@ -56,6 +58,8 @@ __all__ = [
     "write_levir_cd",
     "write_loveda",
     "write_samrs",
+    "write_scene_dataset",
+    "write_scene_geotiff",
     "write_spacenet",
     "write_xview",
 ]

@@ -1,8 +1,8 @@
 """Registry of the dataset writers: ``write_dataset(format, root, n=..., size=..., seed=...)``.
 
 ``n`` is the number of training images (images per class for EuroSAT, tiles for SpaceNet/DOTA, release images
-for xView); val and test splits get ``max(1, n // 2)`` images. ``size`` defaults to each writer's default (256;
-EuroSAT 64; xView 640).
+for xView, scenes for ``scene``); val and test splits get ``max(1, n // 2)`` images. ``size`` defaults to each
+writer's default (256; EuroSAT 64; xView 640; scene 2048).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mtp.data.synthetic.scene_rasters import write_scene_dataset
 from mtp.data.synthetic.writers_common import DatasetSummary
 from mtp.data.synthetic.writers_detection import write_dior, write_dota, write_fair1m
 from mtp.data.synthetic.writers_instances import write_coco, write_samrs
@@ -33,6 +34,7 @@ FORMATS: dict[str, tuple[Callable[..., DatasetSummary], Callable[[int], dict]]] 
     "coco": (write_coco, lambda n: _splits(n, "n_train", "n_val")),
     "samrs": (write_samrs, lambda n: _splits(n, "n_train", "n_val")),
     "xview": (write_xview, lambda n: {"n": n}),
+    "scene": (write_scene_dataset, lambda n: {"n": n}),  # large GeoTIFF scenes (mtp predict-scene)
 }
 
 
