@@ -15,6 +15,7 @@ See README "Map a scene" and mtp.inference.scene.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--probs", action="store_true", help="segmentation: also write _probs.tif")
     g.add_argument("--score-thr", type=float, default=0.0, help="detection: drop detections below this score")
     g.add_argument("--merge-iou", type=float, default=0.1, help="detection: cross-tile NMS IoU (DOTA rule 0.1)")
+    g.add_argument("--keep-cut-objects", action="store_true",
+                   help="detection: keep detections cut by an inner tile edge even when the next tile sees them whole")
     g.add_argument("--class-names", help="comma-separated class names (default: the checkpoint's / config's)")
     g.add_argument("--no-overviews", action="store_true", help="do not build internal overviews")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
@@ -86,6 +89,7 @@ def _options(args: argparse.Namespace):
     return SceneOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, bands=args.bands,
                         scale=args.scale, nodata=args.nodata, device=device, precision=args.precision,
                         blend=args.blend, probs=args.probs, score_thr=args.score_thr, merge_iou=args.merge_iou,
+                        drop_cut=not args.keep_cut_objects,
                         workers=args.workers, overviews=not args.no_overviews, progress=args.progress,
                         resume=args.resume, class_names=names, name=args.name)  # fmt: skip
 
@@ -106,10 +110,8 @@ def _interrupt_on_sigterm() -> None:
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    try:
+    with contextlib.suppress(ValueError):  # not in the main thread
         signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
-        pass
 
 
 def main(argv: Sequence[str]) -> int:

@@ -128,9 +128,8 @@ def write_scene_geotiff(path: str | Path, *, height: int, width: int, seed: int 
     if not pair:
         files.objects = Path(f"{stem}_objects.geojson")
         epsg = rasterio.crs.CRS.from_user_input(crs).to_epsg() if crs else None
-        collection = {"type": "FeatureCollection", "name": files.objects.stem,
-                      "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}} if epsg else None,
-                      "features": features}  # fmt: skip
+        crs_member = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}} if epsg else None
+        collection = {"type": "FeatureCollection", "name": files.objects.stem, "crs": crs_member, "features": features}
         files.objects.write_text(json.dumps(collection))
         files.num_objects = len(features)
     return files
@@ -143,15 +142,16 @@ def _object_features(objects, x0: int, y0: int, nodata: np.ndarray, transform, h
         if x2 >= w - 0.5 or y2 >= h - 0.5:  # cut by the scene border
             continue
         c0, r0 = max(int(x1), 0), max(int(y1), 0)
-        if nodata[r0 : int(math.ceil(y2)) + 1, c0 : int(math.ceil(x2)) + 1].any():
+        if nodata[r0 : math.ceil(y2) + 1, c0 : math.ceil(x2) + 1].any():
             continue
         rbox = np.array(obj.rbox, np.float64) + np.array([x0, y0, 0, 0, 0])
         corners = rbox_corners(rbox) + 0.5  # pixel centres at integers -> raster corner frame
-        ring = [list(transform * (float(x), float(y))) for x, y in corners]
+        ring = [list(transform @ (float(x), float(y))) for x, y in corners]
+        properties = {"class": obj.category, "class_id": OBJECT_CLASSES.index(obj.category),
+                      "pixel_rbox": [round(float(v), 4) for v in rbox],
+                      "pixel_bbox": [float(x1 + x0), float(y1 + y0), float(x2 + x0), float(y2 + y0)]}  # fmt: skip
         out.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]},
-                    "properties": {"class": obj.category, "class_id": OBJECT_CLASSES.index(obj.category),
-                                   "pixel_rbox": [round(float(v), 4) for v in rbox],
-                                   "pixel_bbox": [float(x1 + x0), float(y1 + y0), float(x2 + x0), float(y2 + y0)]}})  # fmt: skip
+                    "properties": properties})  # fmt: skip
     return out
 
 

@@ -58,7 +58,7 @@ class ScaleRule:
 
 
 def parse_scale(text: str) -> ScaleRule:
-    """``'auto' | 'none' | 's2' | 'percentile[:LO,HI]' | 'range:LO,HI'`` -> :class:`ScaleRule` (ValueError otherwise)."""
+    """``'auto' | 'none' | 's2' | 'percentile[:LO,HI]' | 'range:LO,HI'`` -> :class:`ScaleRule` (else ValueError)."""
     text = text.strip().lower()
     if text in ("auto", "none", "s2"):
         return ScaleRule(text)
@@ -140,7 +140,8 @@ class BandScaling:
         needed for percentiles (:func:`resolve` callers read it with :data:`STATS_SIZE`)."""
         kind = rule.kind
         if kind == "auto":
-            kind, rule = ("none", ScaleRule("none")) if dtype == "uint8" else ("percentile", ScaleRule("percentile", 2, 98))
+            rule = ScaleRule("none") if dtype == "uint8" else ScaleRule("percentile", 2, 98)
+            kind = rule.kind
         if kind == "none":
             return cls(str(rule), (0.0,) * n_bands, (1.0,) * n_bands)
         if kind == "s2":

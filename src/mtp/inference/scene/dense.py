@@ -47,7 +47,7 @@ class PartSpec:
     whole: bool
 
     def geometry(self, scene: SceneGeometry) -> SceneGeometry:
-        transform = scene.transform * Affine.translation(0, self.y_start)
+        transform = scene.transform @ Affine.translation(0, self.y_start)
         return SceneGeometry(self.y_end - self.y_start, scene.width, transform, scene.crs)
 
 
@@ -55,7 +55,8 @@ class DenseOutput:
     """Segmentation / change-detection rasters for one part (see the module docstring)."""
 
     def __init__(self, info: TaskInfo, grid: TileGrid, scene: SceneGeometry, part: PartSpec, *, first_row: int,
-                 durable_rows: int = 0, probs: bool = False, blend: str = "mean", overviews: bool = True) -> None:  # fmt: skip
+                 durable_rows: int = 0, probs: bool = False, blend: str = "mean",
+                 overviews: bool = True) -> None:  # fmt: skip
         self.info, self.grid, self.part = info, grid, part
         self.change = info.family == "change_detection"
         self.stitcher = RowStitcher(grid, first_row, blend)
@@ -122,10 +123,11 @@ class ClassificationGridOutput:
     """Grid classification for one part (see the module docstring); one grid row per tile row."""
 
     def __init__(self, info: TaskInfo, grid: TileGrid, scene: SceneGeometry, part: PartSpec, *,
-                 durable_rows: int = 0, geojson_resume: tuple[int, int] | None = None, overviews: bool = True) -> None:  # fmt: skip
+                 durable_rows: int = 0, geojson_resume: tuple[int, int] | None = None,
+                 overviews: bool = True) -> None:  # fmt: skip
         self.info, self.grid, self.part, self.scene = info, grid, part, scene
         t = grid.tile
-        transform = scene.transform * Affine.translation(0, grid.row_starts[part.row_start]) * Affine.scale(t, t)
+        transform = scene.transform @ Affine.translation(0, grid.row_starts[part.row_start]) @ Affine.scale(t, t)
         cells = SceneGeometry(part.row_end - part.row_start, grid.n_cols, transform, scene.crs)
         self.paths = {"grid": Path(f"{part.prefix}_grid.tif"), "grid_geojson": Path(f"{part.prefix}_grid.geojson")}
         profile = geotiff_profile(cells, 2) | {"blockxsize": 16, "blockysize": 16}
@@ -133,7 +135,8 @@ class ClassificationGridOutput:
         self.writer = RowWriter(self.paths["grid"], profile, start_row=durable_rows, colormap=colours,
                                 class_names=list(info.class_names), descriptions=["class", "score"],
                                 scales=[1.0, 1 / 254], tags={"tile_pixels": t},
-                                overview_resampling=Resampling.nearest if overviews and part.whole else None)  # fmt: skip
+                                overview_resampling=Resampling.nearest if overviews and part.whole else None,
+                                )  # fmt: skip
         self.features = GeoJSONWriter(self.paths["grid_geojson"], scene.crs, Path(self.paths["grid_geojson"]).stem,
                                       resume=geojson_resume)  # fmt: skip
         self.row_values = np.full((2, 1, grid.n_cols), NODATA, np.uint8)
@@ -146,7 +149,7 @@ class ClassificationGridOutput:
         j = self.grid.col_starts.index(col)
         cls = int(result.argmax())
         score = float(result[cls])
-        self.row_values[:, 0, j] = (cls, int(round(score * 254)))
+        self.row_values[:, 0, j] = (cls, round(score * 254))
         t = self.grid.tile
         ring = np.array([[col, row], [col + t, row], [col + t, row + t], [col, row + t], [col, row]], np.float64)
         coords = pixel_to_crs(self.scene.transform, ring, centres=False).tolist()

@@ -75,7 +75,8 @@ def _bands(options: SceneOptions):
 def predict_scene_distributed(task: nn.Module, input_a: str | Path, out_dir: str | Path, *, devices: int,
                               accelerator: str = "auto", input_b: str | Path | None = None,
                               options: SceneOptions | None = None,
-                              fingerprint_extra: dict | None = None) -> tuple[int, SceneResult | None, dict]:  # fmt: skip
+                              fingerprint_extra: dict | None = None,
+                              ) -> tuple[int, SceneResult | None, dict]:  # fmt: skip
     """Run on ``devices`` processes; returns ``(global rank, this rank's part result, final paths on rank 0)``."""
     from lightning.pytorch.strategies import DDPStrategy
 

@@ -68,7 +68,8 @@ class RowWriter:
     def __init__(self, path: str | Path, profile: dict, *, start_row: int = 0,
                  colormap: dict[int, tuple[int, int, int]] | None = None, class_names: Sequence[str] | None = None,
                  descriptions: Sequence[str] | None = None, scales: Sequence[float] | None = None,
-                 tags: dict | None = None, overview_resampling: Resampling | None = Resampling.nearest) -> None:  # fmt: skip
+                 tags: dict | None = None,
+                 overview_resampling: Resampling | None = Resampling.nearest) -> None:  # fmt: skip
         self.path = Path(path)
         self.profile = profile
         self.height, self.width, self.count = profile["height"], profile["width"], profile["count"]
@@ -90,7 +91,7 @@ class RowWriter:
             return rasterio.open(self.path, "r+")
         ds = rasterio.open(self.path, "w", **self.profile)
         if extra["colormap"]:
-            ds.write_colormap(1, {int(k): tuple(v) + (255,) for k, v in extra["colormap"].items()})
+            ds.write_colormap(1, {int(k): (*tuple(v), 255) for k, v in extra["colormap"].items()})
         for i, text in enumerate(extra["descriptions"] or [], start=1):
             ds.set_band_description(i, text)
         if extra["scales"]:

@@ -5,7 +5,8 @@ applies ``--model.KEY VALUE`` overrides (e.g. ``--model.load_from official.pth``
 loaded by the task itself), instantiates it with jsonargparse (the parser LightningCLI uses, so the same types
 and defaults apply) and loads ``ckpt_path`` (an ``mtp fit`` checkpoint) with the safe reader
 (:func:`mtp.models.checkpoint_reader.read_checkpoint`, ``weights_only``). The ``data`` and ``trainer`` sections
-are ignored: no dataset needs to exist. Class names stored in the checkpoint's hyper-parameters are restored.
+are not instantiated: no dataset needs to exist. Class names come from the checkpoint's hyper-parameters, the
+model's own ``class_names``, or the fixed class list of the dataset reader named in ``data`` (LoveDA, DOTA, ...).
 """
 
 from __future__ import annotations
@@ -43,6 +44,32 @@ def parse_model_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _known_classes(data: object, num_classes: int | None) -> tuple[list[str], list | None] | None:
+    """Class names (and palette) of the first dataset of a config's ``data`` section whose reader has a fixed class
+    list (LoveDA, SpaceNet v1, DOTA by version, DIOR-R, FAIR1M, DIOR, EuroSAT, RESISC-45) when it fits the model."""
+    from mtp.data.datasets import horizontal, rotated, segmentation
+    from mtp.data.datasets.classification import EUROSAT_CLASSES, RESISC45_CLASSES
+
+    known = {
+        "LoveDA": (segmentation.LOVEDA_CLASSES, segmentation.LOVEDA_PALETTE),
+        "SpaceNetV1": (segmentation.SPACENET_CLASSES, segmentation.SPACENET_PALETTE),
+        "DIORR": (rotated.DIOR_R_CLASSES, None), "FAIR1M": (rotated.FAIR1M_CLASSES, None),
+        "DIOR": (horizontal.DIOR_CLASSES, None), "EuroSAT": (EUROSAT_CLASSES, None),
+        "RESISC45": (RESISC45_CLASSES, None),
+    }  # fmt: skip
+    init = data.get("init_args", {}) if isinstance(data, dict) else {}
+    for split in ("test", "predict", "val", "train"):
+        entry = init.get(split) if isinstance(init, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_path"), str):
+            continue
+        name = entry["class_path"].rsplit(".", 1)[-1]
+        args = entry.get("init_args") or {}
+        found = (rotated.DOTA_CLASSES.get(str(args.get("version", "1.0"))), None) if name == "DOTA" else known.get(name)
+        if found and found[0] and (num_classes is None or len(found[0]) == num_classes):
+            return list(found[0]), [list(c) for c in found[1]] if found[1] else None
+    return None
+
+
 def _model_section(config: Path) -> dict:
     if not config.is_file():
         raise SceneInputError(f"{config}: config file not found")
@@ -53,7 +80,8 @@ def _model_section(config: Path) -> dict:
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or "class_path" not in model:
         raise SceneInputError(f"{config}: no 'model: {{class_path: ..., init_args: ...}}' section")
-    return {"class_path": model["class_path"], "init_args": dict(model.get("init_args") or {})}
+    init_args = dict(model.get("init_args") or {})
+    return {"class_path": model["class_path"], "init_args": init_args, "data": data.get("data")}
 
 
 def load_task(config: str | Path, ckpt_path: str | Path | None = None,
@@ -64,13 +92,14 @@ def load_task(config: str | Path, ckpt_path: str | Path | None = None,
 
     config = Path(config)
     section = _model_section(config)
+    data = section.pop("data")
     for key, value in overrides:
         section["init_args"][key] = yaml.safe_load(value) if value.strip() else value
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(L.LightningModule, "model", required=True)
     try:
         cfg = parser.parse_object({"model": section})
-        task = parser.instantiate_classes(cfg).model
+        task = (parser.instantiate if hasattr(parser, "instantiate") else parser.instantiate_classes)(cfg).model
     except CheckpointError:
         raise
     except Exception as err:  # jsonargparse / the task constructor: show the reason, name the config
@@ -96,4 +125,11 @@ def load_task(config: str | Path, ckpt_path: str | Path | None = None,
         if hasattr(task, "on_load_checkpoint") and isinstance(ckpt, dict):
             task.on_load_checkpoint(ckpt)
         log.info("loaded %s into %s", ckpt_path, type(task).__name__)
+    if not getattr(task, "class_names", None):
+        hparams = getattr(task, "hparams", {}) or {}
+        found = _known_classes(data, hparams.get("num_classes") if hasattr(hparams, "get") else None)
+        if found:
+            task.class_names = found[0]
+            if found[1] and not getattr(task, "palette", None):
+                task.palette = [tuple(c) for c in found[1]]
     return task

@@ -97,7 +97,8 @@ def _components(hboxes: Tensor, labels: Tensor) -> Tensor:
         rows = max(1, _CHUNK // max(len(members), 1))
         for r0 in range(0, len(members), rows):
             a, b = boxes[r0 : r0 + rows, None], boxes[None]
-            hit = (a[..., 0] <= b[..., 2]) & (b[..., 0] <= a[..., 2]) & (a[..., 1] <= b[..., 3]) & (b[..., 1] <= a[..., 3])
+            hit = (a[..., 0] <= b[..., 2]) & (b[..., 0] <= a[..., 2])
+            hit &= (a[..., 1] <= b[..., 3]) & (b[..., 1] <= a[..., 3])
             i, j = hit.nonzero(as_tuple=True)
             srcs.append(members[i + r0])
             dsts.append(members[j])

@@ -9,9 +9,13 @@
   ``<name>_coco.json``: ``images`` (the scene), ``categories`` (0-based ids, the class order), ``annotations``
   with ``bbox`` [x, y, w, h], ``score`` and, for masks, ``segmentation`` polygons, all in scene pixels.
 
-Detections are merged across tile borders by :class:`mtp.inference.scene.merge.RollingMerge` (the DOTA rule:
-class-wise rotated / horizontal NMS at ``iou``) and written as soon as they are final. The pixel files are built
-from the GeoJSON at the end, so a resumed run needs nothing else.
+Cut objects: a detection whose box touches an inner edge of its tile (within ``CUT_EPS`` pixels) is dropped when
+the neighbouring tile across that edge contains the whole box: that tile saw everything this one saw of the object,
+and more, so nothing is lost (``drop_cut=False`` keeps them). Then detections are merged across tile borders by
+:class:`mtp.inference.scene.merge.RollingMerge` (the DOTA rule: class-wise rotated / horizontal NMS at ``iou``)
+and written as soon as they are final. Without the first step a thin slice of an object cut by a tile edge has a
+small IoU with the whole object and survives the NMS as a duplicate. The pixel files are built from the GeoJSON at
+the end, so a resumed run needs nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from mtp.inference.outputs import write_json
 from mtp.inference.scene.dense import PartSpec
@@ -30,15 +35,36 @@ from mtp.inference.scene.predictors import TaskInfo
 from mtp.inference.scene.reader import SceneGeometry
 from mtp.inference.scene.vectors import GeoJSONWriter, pixel_to_crs, read_features
 from mtp.metrics.dota.submission import write_dota_task1
-from mtp.ops import rbox2poly
+from mtp.ops import rbox2hbox, rbox2poly
 
-__all__ = ["ObjectsOutput", "write_pixel_files"]
+__all__ = ["ObjectsOutput", "cut_by_inner_edge", "write_pixel_files"]
+
+CUT_EPS = 2.0
+
+
+def cut_by_inner_edge(hboxes: Tensor, grid: TileGrid, row: int, col: int, eps: float = CUT_EPS) -> Tensor:
+    """(N,) bool: which (N, 4) xyxy boxes (tile pixels) of the tile at scene ``(row, col)`` to drop as cut objects.
+
+    Per axis: a box touching the right (bottom) inner edge is dropped when the next tile contains it; a box touching
+    the left (top) inner edge is dropped when the previous tile contains it without touching that tile's far edge
+    (so that the previous tile keeps its copy: two tiles never drop each other's copies of one object).
+    """
+    t = grid.tile
+    x1, y1, x2, y2 = (hboxes[:, i] for i in range(4))
+    drop = torch.zeros(len(hboxes), dtype=torch.bool)
+    for starts, origin, lo, hi in ((grid.col_starts, col, x1, x2), (grid.row_starts, row, y1, y2)):
+        k = starts.index(origin)
+        if k + 1 < len(starts):  # next tile starts at starts[k + 1] - origin (tile pixels)
+            drop |= (hi >= t - eps) & (lo >= starts[k + 1] - origin)
+        if k > 0:  # previous tile ends at starts[k - 1] + t - origin
+            drop |= (lo <= eps) & (hi < starts[k - 1] + t - origin - eps)
+    return drop
 
 
 def _shift_geometry(geom: dict | None, dx: float, dy: float) -> dict | None:
     if geom is None:
         return None
-    def ring(r):  # noqa: E306
+    def ring(r):
         return [[x + dx, y + dy] for x, y in r]
     if geom["type"] == "Polygon":
         return {"type": "Polygon", "coordinates": [ring(r) for r in geom["coordinates"]]}
@@ -46,7 +72,7 @@ def _shift_geometry(geom: dict | None, dx: float, dy: float) -> dict | None:
 
 
 def _to_crs(geom: dict, transform) -> dict:
-    def ring(r):  # noqa: E306
+    def ring(r):
         return pixel_to_crs(transform, np.asarray(r), centres=False).tolist()
     if geom["type"] == "Polygon":
         return {"type": "Polygon", "coordinates": [ring(r) for r in geom["coordinates"]]}
@@ -83,16 +109,18 @@ class ObjectsOutput:
     Args:
         limit_high: first scene row below the rows of the previous part's tiles (None for the first part).
         iou: merge NMS threshold. score_thr: detections below it are dropped before merging.
+        drop_cut: drop detections cut by an inner tile edge that the neighbouring tile sees whole.
         resume: ``{"geojson": [offset, count], "pending": Detections json}`` of a checkpoint.
     """
 
     def __init__(self, info: TaskInfo, grid: TileGrid, scene: SceneGeometry, part: PartSpec, *, first_row: int,
-                 iou: float = 0.1, score_thr: float = 0.0, resume: dict | None = None) -> None:  # fmt: skip
+                 iou: float = 0.1, score_thr: float = 0.0, drop_cut: bool = True,
+                 resume: dict | None = None) -> None:  # fmt: skip
         self.info, self.grid, self.scene, self.part = info, grid, scene, part
         self.box_dim = 5 if info.family == "rotated_detection" else 4
         limit_high = grid.row_starts[part.row_start - 1] + grid.tile if part.row_start > 0 else None
         self.merge = RollingMerge(self.box_dim, iou, margin=max(64.0, grid.tile / 4), limit_high=limit_high)
-        self.score_thr = score_thr
+        self.score_thr, self.drop_cut = score_thr, drop_cut
         self.paths = {"objects": Path(f"{part.prefix}_objects.geojson")}
         self.deferred_path = Path(f"{part.prefix}_deferred.json")
         geo_resume = tuple(resume["geojson"]) if resume else None
@@ -104,7 +132,11 @@ class ObjectsOutput:
     def add(self, row: int, col: int, result: dict | None, valid: np.ndarray) -> None:
         if result is None or not len(result["scores"]):
             return
-        keep = (result["scores"] >= self.score_thr).nonzero().flatten()
+        ok = result["scores"] >= self.score_thr
+        if self.drop_cut:
+            boxes = result["boxes"].double()
+            ok &= ~cut_by_inner_edge(rbox2hbox(boxes) if self.box_dim == 5 else boxes, self.grid, row, col)
+        keep = ok.nonzero().flatten()
         boxes = result["boxes"][keep].double().clone()
         if self.box_dim == 5:
             boxes[:, 0] += col
@@ -133,7 +165,8 @@ class ObjectsOutput:
         self.features.close()
 
 
-def merge_deferred(writer: GeoJSONWriter, deferred: list[Path], info: TaskInfo, scene: SceneGeometry, iou: float) -> None:
+def merge_deferred(writer: GeoJSONWriter, deferred: list[Path], info: TaskInfo, scene: SceneGeometry,
+                   iou: float) -> None:  # fmt: skip
     """Final NMS over the detections the parts could not decide alone; the kept ones are appended to ``writer``."""
     box_dim = 5 if info.family == "rotated_detection" else 4
     dets = Detections.cat([Detections.from_json(json.loads(p.read_text()), box_dim) for p in deferred], box_dim)

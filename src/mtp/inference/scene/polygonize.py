@@ -52,8 +52,8 @@ def polygonize_raster(raster: str | Path, out: str | Path, *, value: int = 1, ba
             y1 = min(y0 + band_rows, height)
             data = ds.read(1, window=Window(0, y0, width, y1 - y0))
             mask = data == value
-            new = [shape(g) for g, v in shapes(mask.astype(np.uint8), mask=mask, connectivity=4,
-                                               transform=Affine.translation(0, y0)) if v == 1] if mask.any() else []  # fmt: skip
+            traced = shapes(mask.astype(np.uint8), mask=mask, connectivity=4, transform=Affine.translation(0, y0))
+            new = [shape(g) for g, v in traced if v == 1] if mask.any() else []
             at_top = [p for p in new if p.bounds[1] <= y0 and y0 > 0]
             inside = [p for p in new if not (p.bounds[1] <= y0 and y0 > 0)]
             if open_polys and at_top:

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from affine import Affine
 from torch import Tensor, nn

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 
+AUTO = ScaleRule("auto")
+
+
 class SceneInputError(ValueError):
     """A scene input cannot be used; the message names the file and the problem."""
 
@@ -77,7 +80,7 @@ class SceneRaster:
         nodata: overrides the file's no-data value.
     """
 
-    def __init__(self, path: str | Path, bands: tuple[int, ...] | None = None, scale: ScaleRule = ScaleRule("auto"),
+    def __init__(self, path: str | Path, bands: tuple[int, ...] | None = None, scale: ScaleRule = AUTO,
                  nodata: float | None = None, scaling: BandScaling | None = None) -> None:  # fmt: skip
         self.path = Path(path)
         if not self.path.is_file():
@@ -101,7 +104,7 @@ class SceneRaster:
         if bad:
             raise SceneInputError(f"{self.path}: band(s) {bad} out of range: the file has {self.count} band(s)")
         if len(self.bands) != 3:
-            raise SceneInputError(f"{self.path}: --bands must name 3 bands (R, G, B order for the model), got {self.bands}")
+            raise SceneInputError(f"{self.path}: --bands must name 3 bands (R, G, B for the model), got {self.bands}")
         self.nodata = nodata if nodata is not None else ds.nodata
         self._override = nodata is not None
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
@@ -232,14 +235,14 @@ class ScenePair:
         if win is None or win.width < 1 or win.height < 1:
             raise SceneInputError(f"{a.path} and {b.path} do not overlap: the change pair must share an extent")
         self.offset = (int(win.row_off), int(win.col_off))
-        transform = a.transform * Affine.translation(win.col_off, win.row_off)
+        transform = a.transform @ Affine.translation(win.col_off, win.row_off)
         self.geometry = SceneGeometry(int(win.height), int(win.width), transform, a.crs)
         same_grid = b.transform.almost_equals(transform) or _same_grid(a.transform, b.transform)
         self.b_offset = None
         if same_grid:
             inv = ~b.transform
-            col, row = inv * (transform.c, transform.f)
-            self.b_offset = (int(round(row)), int(round(col)))
+            col, row = inv @ (transform.c, transform.f)
+            self.b_offset = (round(row), round(col))
         else:
             log.warning("%s is not on the pixel grid of %s: it is resampled (bilinear) onto it", b.path, a.path)
         self.name = a.path.stem
@@ -289,12 +292,12 @@ def _same_grid(ta: Affine, tb: Affine) -> bool:
     """Same pixel size and rotation, origins an integer number of pixels apart."""
     if not all(abs(x - y) <= 1e-9 * max(1.0, abs(x)) for x, y in zip(ta[:2] + ta[3:5], tb[:2] + tb[3:5], strict=True)):
         return False
-    col, row = ~ta * (tb.c, tb.f)
+    col, row = ~ta @ (tb.c, tb.f)
     return abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6
 
 
 def open_scene(input_a: str | Path, input_b: str | Path | None = None, *, bands: tuple[int, ...] | None = None,
-               scale: ScaleRule = ScaleRule("auto"), nodata: float | None = None,
+               scale: ScaleRule = AUTO, nodata: float | None = None,
                scaling: dict | None = None) -> SingleScene | ScenePair:  # fmt: skip
     """Open one scene (``input_b`` None) or a change pair. ``scaling``: resolved mappings from a resume state
     (``{"a": BandScaling json, "b": ...}``)."""

@@ -44,7 +44,8 @@ class SceneOptions:
     tile / overlap: tile size and overlap in scene pixels. batch_size: tiles per forward. bands: '3,2,1'.
     scale / nodata: :mod:`mtp.inference.scene.bands`. device: 'cpu', 'cuda', 'cuda:1' ... precision: one of
     ``PRECISIONS``. blend: 'mean' (official) | 'gaussian' | 'cosine'. probs: also write class probabilities.
-    score_thr / merge_iou: detection filter and cross-tile NMS threshold (0.1: the DOTA rule). workers: reader
+    score_thr / merge_iou: detection filter and cross-tile NMS threshold (0.1: the DOTA rule). drop_cut: drop
+    detections cut by an inner tile edge that the neighbouring tile sees whole (:mod:`.objects`). workers: reader
     threads. overviews: build internal overviews. progress: True bar, False silent, None (a bar on a terminal, log
     lines otherwise). resume: continue an interrupted run. class_names: override the task's. name: output stem.
     """
@@ -61,6 +62,7 @@ class SceneOptions:
     probs: bool = False
     score_thr: float = 0.0
     merge_iou: float = 0.1
+    drop_cut: bool = True
     workers: int = 2
     overviews: bool = True
     progress: bool | None = None
@@ -146,6 +148,7 @@ def predict_scene(task: nn.Module, input_a: str | Path, out_dir: str | Path, *, 
     probe = open_scene(input_a, input_b, bands=bands, scale=parse_scale("none"), nodata=options.nodata)
     try:
         grid = TileGrid(probe.geometry.height, probe.geometry.width, tile, overlap)
+        inputs = probe.describe()
     except ValueError as err:
         raise SceneInputError(f"{input_a}: {err}; use a smaller --tile") from None
     finally:
@@ -153,18 +156,14 @@ def predict_scene(task: nn.Module, input_a: str | Path, out_dir: str | Path, *, 
     part = part_spec(grid, out_dir, name, part_index, num_parts)
     settings = {k: v for k, v in asdict(options).items() if k not in ("batch_size", "workers", "progress", "resume",
                                                                        "device", "name", "overviews")}  # fmt: skip
-    fingerprint = {"family": info.family, "tile": tile, "overlap": overlap, "part": [part_index, num_parts],
-                   "settings": settings, **(fingerprint_extra or {})}  # fmt: skip
+    fingerprint = {"family": info.family, "part": [part_index, num_parts], "settings": settings | {"tile": tile,
+                   "overlap": overlap}, "inputs": inputs, **(fingerprint_extra or {})}  # fmt: skip
     state = ResumeState(part.prefix, fingerprint)
     saved = state.load() if options.resume else None
     if options.resume and saved is None:
         log.info("no resume state at %s: starting from the first tile row", state.path)
     scene = open_scene(input_a, input_b, bands=bands, scale=scale, nodata=options.nodata,
                        scaling=state.scaling() if saved is not None else None)  # fmt: skip
-    fingerprint["inputs"] = scene.describe()
-    state.fingerprint["inputs"] = fingerprint["inputs"]
-    if saved is not None:
-        state.load()  # re-check with the inputs' identity (size, modification time)
     try:
         return _run(task, info, grid, scene, part, options, state, saved)
     finally:
@@ -194,7 +193,7 @@ def _handler(info: TaskInfo, grid: TileGrid, scene, part: PartSpec, options: Sce
         return out, start, start
     start = int(saved["next_row"]) if saved else part.row_start
     out = ObjectsOutput(info, grid, scene.geometry, part, first_row=start, iou=options.merge_iou,
-                        score_thr=options.score_thr, resume=saved)  # fmt: skip
+                        score_thr=options.score_thr, drop_cut=options.drop_cut, resume=saved)  # fmt: skip
     return out, start, start
 
 

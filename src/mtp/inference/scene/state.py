@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 VERSION = 1
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1} (so that a refusal names the exact setting)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def state_path(prefix: Path) -> Path:
     return Path(f"{prefix}.state.json")
 
@@ -40,11 +51,11 @@ class ResumeState:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise SceneInputError(f"{self.path}: unreadable resume state ({err}); delete it or run without --resume")
+            raise SceneInputError(f"{self.path}: unreadable resume state ({err}); run without --resume") from None
         if data.get("version") != VERSION:
             raise SceneInputError(f"{self.path}: resume state of another mtp version; run without --resume")
-        saved = data.get("fingerprint", {})
-        differ = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+        saved, current = _flat(data.get("fingerprint", {})), _flat(self.fingerprint)
+        differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if differ:
             raise SceneInputError(f"{self.path}: the interrupted run used other settings ({', '.join(differ)} differ); "
                                   "run without --resume to start again")  # fmt: skip

@@ -7,8 +7,8 @@ Coordinates are in the scene CRS, named by a ``crs`` member (the GeoJSON 2008 fo
 scene without a CRS gets pixel coordinates (x = column, y = row) and ``"crs": null``.
 
 Pixel conventions: detector outputs have pixel centres at integer coordinates (docs/CONVENTIONS.md), so a point
-(x, y) maps to ``transform * (x + 0.5, y + 0.5)``; polygons traced from rasters use pixel edges
-(``transform * (col, row)``) and need no shift.
+(x, y) maps to ``transform @ (x + 0.5, y + 0.5)``; polygons traced from rasters use pixel edges
+(``transform @ (col, row)``) and need no shift.
 """
 
 from __future__ import annotations
