@@ -36,6 +36,22 @@ TINY_MODELS = {
 }  # fmt: skip
 
 
+def _spread_classes(task, channels: int) -> None:
+    """A random decoder's features hardly vary in space, so its class map is constant: give ``conv_seg`` large
+    weights and centre its output on a random image, so that the maps the tests compare are varied."""
+    head = task.model.decode_head.conv_seg
+    seen = {}
+    hook = head.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
+    with torch.no_grad():
+        image = torch.randn(1, 3, 64, 64)
+        pair = torch.cat([image, 0.9 * image + 0.3 * torch.randn_like(image)], dim=1)  # two similar dates
+        task.model.eval()(pair if channels == 6 else image)
+        hook.remove()
+        mean = seen["x"].mean(dim=(0, 2, 3))
+        head.weight.normal_(0.0, 100.0)
+        head.bias.copy_(-(head.weight[:, :, 0, 0] @ mean))
+
+
 def write_config(path: Path, model: dict) -> Path:
     path.write_text(yaml.safe_dump({"model": model, "trainer": {"accelerator": "cpu"}}))
     return path
@@ -62,8 +78,19 @@ def tiny_task_files(tmp_path: Path):
         config = write_config(tmp_path / f"{family}.yaml", TINY_MODELS[family])
         torch.manual_seed(0)
         task = load_task(config)
+        if family in ("segmentation", "change_detection"):
+            _spread_classes(task, 6 if family == "change_detection" else 3)
         ckpt = tmp_path / f"{family}.ckpt"
         torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, ckpt)
         return config, ckpt
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The tiny models run fastest on one thread on the shared CI cores (no OpenMP spinning against the readers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
