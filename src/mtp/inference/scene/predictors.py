@@ -148,16 +148,20 @@ def mask_polygon(mask: np.ndarray, x0: int, y0: int) -> dict | None:
 
 
 class HorizontalPredictor:
-    def __init__(self, model: nn.Module, label_offset: int, with_masks: bool) -> None:
-        self.model, self.label_offset, self.with_masks = model, label_offset, with_masks
+    """torchvision R-CNN / RetinaNet on a list of tiles; masks are traced only for detections >= ``score_thr``."""
+
+    def __init__(self, model: nn.Module, label_offset: int, with_masks: bool, score_thr: float = 0.0) -> None:
+        self.model, self.label_offset, self.with_masks, self.score_thr = model, label_offset, with_masks, score_thr
 
     def __call__(self, images: Tensor) -> list[dict]:
         outputs = []
         for r in self.model(list(images)):
-            out = {"boxes": r["boxes"].detach().double().cpu(), "scores": r["scores"].detach().float().cpu(),
-                   "labels": r["labels"].detach().long().cpu() - self.label_offset}  # fmt: skip
+            keep = (r["scores"] >= self.score_thr).nonzero().flatten()
+            out = {"boxes": r["boxes"][keep].detach().double().cpu(),
+                   "scores": r["scores"][keep].detach().float().cpu(),
+                   "labels": r["labels"][keep].detach().long().cpu() - self.label_offset}  # fmt: skip
             if self.with_masks and "masks" in r:
-                out["polygons"] = self._polygons(r["masks"].detach(), out["boxes"], images.shape[-2:])
+                out["polygons"] = self._polygons(r["masks"][keep].detach(), out["boxes"], images.shape[-2:])
             outputs.append(out)
         return outputs
 
@@ -182,8 +186,9 @@ class ClassificationPredictor:
         return self.model(images).float().softmax(dim=1).cpu().numpy()
 
 
-def build_predictor(task: nn.Module, info: TaskInfo) -> Callable[[Tensor], object]:
-    """The tile predictor of ``task``'s family (see the module docstring); call it under ``torch.no_grad``."""
+def build_predictor(task: nn.Module, info: TaskInfo, score_thr: float = 0.0) -> Callable[[Tensor], object]:
+    """The tile predictor of ``task``'s family (see the module docstring); call it under ``torch.no_grad``.
+    ``score_thr``: horizontal detections below it are dropped before their masks are traced."""
     model = getattr(task, "model", task)
     if info.family in ("segmentation", "change_detection"):
         return DensePredictor(model)
@@ -195,5 +200,5 @@ def build_predictor(task: nn.Module, info: TaskInfo) -> Callable[[Tensor], objec
         offset = getattr(task, "label_offset", 0 if isinstance(model, RetinaNet) else 1)
         with_masks = bool(getattr(task, "with_masks", getattr(getattr(model, "roi_heads", None), "has_mask",
                                                              lambda: False)()))  # fmt: skip
-        return HorizontalPredictor(model, offset, with_masks)
+        return HorizontalPredictor(model, offset, with_masks, score_thr)
     return ClassificationPredictor(model, info.input_size)

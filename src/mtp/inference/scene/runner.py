@@ -200,7 +200,7 @@ def _handler(info: TaskInfo, grid: TileGrid, scene, part: PartSpec, options: Sce
 def _run(task, info, grid, scene, part, options, state, saved) -> SceneResult:
     device = torch.device(options.device)
     task.eval().to(device)
-    predictor = build_predictor(task, info)
+    predictor = build_predictor(task, info, options.score_thr)
     out, first, counted = _handler(info, grid, scene, part, options, saved)
     total = grid.n_cols * max(part.row_end - counted, 0)
     rows = range(first, part.row_end) if counted < part.row_end else range(0)
