@@ -70,6 +70,16 @@ def _known_classes(data: object, num_classes: int | None) -> tuple[list[str], li
     return None
 
 
+def _reason(err: Exception) -> str:
+    """The informative lines of a jsonargparse error (what is wrong with the model's class_path / init_args)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    start = next((i + 1 for i, line in enumerate(lines) if line.startswith("- Problem with given class_path")), None)
+    if start is None:
+        return lines[0] if lines else type(err).__name__
+    stop = next((i for i in range(start, len(lines)) if lines[i].startswith("- ")), len(lines))
+    return " ".join(lines[start:stop])
+
+
 def _model_section(config: Path) -> dict:
     if not config.is_file():
         raise SceneInputError(f"{config}: config file not found")
@@ -103,9 +113,7 @@ def load_task(config: str | Path, ckpt_path: str | Path | None = None,
     except CheckpointError:
         raise
     except Exception as err:  # jsonargparse / the task constructor: show the reason, name the config
-        message = str(err).strip().splitlines()
-        raise SceneInputError(f"{config}: cannot build the model {section['class_path']} "
-                              f"({message[0] if message else type(err).__name__})") from None  # fmt: skip
+        raise SceneInputError(f"{config}: cannot build the model {section['class_path']} ({_reason(err)})") from None
     if ckpt_path is not None:
         ckpt = read_checkpoint(ckpt_path)
         state = extract_state_dict(ckpt, ckpt_path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 
@@ -66,7 +67,9 @@ class SceneGeometry:
 
 def _open(path: Path):
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():  # a raster without georeferencing is reported once, by SceneRaster
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioError as err:
         raise SceneInputError(f"{path}: cannot read the raster ({err})") from None
 

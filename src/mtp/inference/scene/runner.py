@@ -115,7 +115,9 @@ def plan(task: nn.Module, input_a: str | Path, input_b: str | Path | None, optio
     if options.blend not in BLENDS:
         raise ValueError(f"blend must be one of {BLENDS}, got {options.blend!r}")
     tile = options.tile or info.tile
-    overlap = info.overlap if options.overlap is None else options.overlap
+    overlap = options.overlap
+    if overlap is None:  # the task's overlap, in proportion when the tile size is changed
+        overlap = info.overlap if tile == info.tile else round(info.overlap * tile / info.tile)
     if info.family == "classification":
         overlap = 0
     if not 0 <= overlap < tile:
