@@ -83,29 +83,34 @@ class DenseOutput:
             self.stitcher.add(row, col, result, valid)
 
     def finish_row(self) -> None:
-        first, mean, valid = self.stitcher.finish_row()
-        n = valid.shape[0]
-        labels = np.full((n, self.grid.width), NODATA, np.uint8)
-        probs = None
-        if mean is not None:
+        g = self.grid
+        n = g.final_end(self.stitcher.row) - g.final_start(self.stitcher.row)
+        labels = np.full((n, g.width), NODATA, np.uint8)
+        k = max(self.info.num_classes, 1)
+        probs = np.full((k, n, g.width), NODATA, np.uint8) if self.prob_writer is not None else None
+
+        def consume(first: int, col: int, mean: np.ndarray | None, valid: np.ndarray) -> None:
+            if mean is None:
+                return
+            cols = slice(col, col + valid.shape[1])
             if mean.shape[0] == 1:
-                p = 1.0 / (1.0 + np.exp(-mean[0]))
-                labels[valid] = (p > 0.5)[valid]
-                probs = p[None]
+                p = 1.0 / (1.0 + np.exp(-mean))
+                labels[:, cols][valid] = (p[0] > 0.5)[valid]
             else:
-                labels[valid] = mean.argmax(0).astype(np.uint8)[valid]
-                if self.prob_writer is not None:
-                    e = np.exp(mean - mean.max(0, keepdims=True))
-                    probs = e / e.sum(0, keepdims=True)
+                labels[:, cols][valid] = mean.argmax(0).astype(np.uint8)[valid]
+                if probs is not None:
+                    p = np.exp(mean - mean.max(0, keepdims=True))
+                    p /= p.sum(0, keepdims=True)
+            if probs is not None:
+                probs[:, :, cols][:, valid] = np.rint(p[:, valid] * 254).astype(np.uint8)
+
+        first = self.stitcher.finish_row(consume)
         rows = first - self.part.y_start
         if rows + n <= 0:
             return  # a context row of the part before this one
         self.writer.write(rows, labels)
         if self.prob_writer is not None:
-            out = np.full((max(self.info.num_classes, 1), n, self.grid.width), NODATA, np.uint8)
-            if probs is not None:
-                out[:, valid] = np.rint(probs[:, valid] * 254).astype(np.uint8)
-            self.prob_writer.write(rows, out)
+            self.prob_writer.write(rows, probs)
 
     def checkpoint(self) -> dict:
         durable = self.writer.sync()

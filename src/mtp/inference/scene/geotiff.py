@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 
 from mtp.inference.scene.reader import SceneGeometry
 
@@ -89,7 +91,9 @@ class RowWriter:
     def _open(self, update: bool, extra: dict):
         if update:
             return rasterio.open(self.path, "r+")
-        ds = rasterio.open(self.path, "w", **self.profile)
+        with warnings.catch_warnings():  # a scene without CRS keeps its pixel grid (identity transform)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(self.path, "w", **self.profile)
         if extra["colormap"]:
             ds.write_colormap(1, {int(k): (*tuple(v), 255) for k, v in extra["colormap"].items()})
         for i, text in enumerate(extra["descriptions"] or [], start=1):

@@ -52,18 +52,22 @@ class TileBatches:
         self.jobs = [(r, tiles[i : i + batch_size]) for r in rows
                      for tiles in [grid.row_tiles(r)] for i in range(0, len(tiles), batch_size)]  # fmt: skip
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="scene-read")
-        self.depth = depth or max(2, workers + 1)
+        self.depth = depth or max(2, workers)
 
     def _load(self, row_index: int, tiles: list[tuple[int, int]]) -> TileBatch:
         t = self.grid.tile
-        images, valid, ran = [], [], []
+        batch: np.ndarray | None = None
+        valid, ran, k = [], [], 0
         for y, x in tiles:
             image, ok = self.read(y, x, t, t)
             valid.append(ok)
             ran.append(bool(ok.any()))
             if ran[-1]:
-                images.append(image)
-        tensor = torch.from_numpy(np.stack(images)) if images else None
+                if batch is None:
+                    batch = np.empty((len(tiles), *image.shape), np.float32)
+                batch[k] = image
+                k += 1
+        tensor = torch.from_numpy(batch[:k]) if k else None
         if tensor is not None and self.pin:
             tensor = tensor.pin_memory()
         return TileBatch(row_index, tiles, valid, ran, tensor)

@@ -5,7 +5,7 @@ logits of every window covering a pixel and divides by the number of windows. :c
 with a buffer of ``tile`` scene rows only: tiles of row ``r`` are added at their offsets, then
 :meth:`RowStitcher.finish_row` returns the averaged logits of the rows that are final (see
 :mod:`mtp.inference.scene.grid`) and shifts the buffer so that the overlap carries over to row ``r + 1``.
-Peak memory is ``(K + 2) * tile * width * 4`` bytes, independent of the scene height.
+Peak memory is about ``(4 K + 3) * tile * width`` bytes, independent of the scene height.
 
 Optional weighting (``blend='gaussian' | 'cosine'``): each window's logits are multiplied by
 :func:`~mtp.inference.scene.grid.blend_weights` and the sum is divided by the summed weights. With ``'mean'`` the
@@ -35,7 +35,8 @@ class RowStitcher:
         self.row = first_row
         self.base = grid.row_starts[first_row]
         self.sum: np.ndarray | None = None  # (K, tile, width), allocated at the first tile
-        self.wsum = np.zeros((grid.tile, grid.width), np.float32)
+        # window counts (exact small integers) for the official mean, summed weights otherwise
+        self.wsum = np.zeros((grid.tile, grid.width), np.uint16 if self.weights is None else np.float32)
         self.valid = np.zeros((grid.tile, grid.width), bool)
 
     def add(self, row: int, col: int, logits: np.ndarray, valid: np.ndarray) -> None:
@@ -49,35 +50,38 @@ class RowStitcher:
         region = self.sum[:, y : y + t, col : col + t]
         if self.weights is None:
             region += logits
-            self.wsum[y : y + t, col : col + t] += 1.0
+            self.wsum[y : y + t, col : col + t] += 1
         else:
             region += logits * self.weights
             self.wsum[y : y + t, col : col + t] += self.weights
         self.valid[y : y + t, col : col + t] |= valid
 
-    def finish_row(self) -> tuple[int, np.ndarray | None, np.ndarray]:
-        """Close tile row ``self.row``: ``(first scene row, mean logits (K, n, width) float32 or None when no tile
-        of the rows was run, valid (n, width) bool)`` for the ``n`` rows that became final; then shift."""
+    def finish_row(self, consume, chunk: int = 2048) -> int:
+        """Close tile row ``self.row``: call ``consume(first_row, col, mean, valid)`` for each block of at most
+        ``chunk`` columns of the ``n`` rows that became final (``mean``: averaged logits (K, n, c) float32, or None
+        when no tile reached them; ``valid``: (n, c) bool), then shift the buffer. Returns the first final row."""
         g, r = self.grid, self.row
         start, end = g.final_start(r) - self.base, g.final_end(r) - self.base
-        covered = self.wsum[start:end] > 0
-        valid = self.valid[start:end] & covered
-        mean = None
-        if self.sum is not None:
-            mean = self.sum[:, start:end] / np.where(covered, self.wsum[start:end], 1.0)[None]
         first = g.final_start(r)
+        for c0 in range(0, g.width, chunk):
+            cols = slice(c0, min(c0 + chunk, g.width))
+            wsum = self.wsum[start:end, cols]
+            covered = wsum > 0
+            valid = self.valid[start:end, cols] & covered
+            mean = None
+            if self.sum is not None:
+                mean = self.sum[:, start:end, cols] / np.where(covered, wsum, 1).astype(np.float32)[None]
+            consume(first, c0, mean, valid)
         self._shift(end)
         self.row += 1
-        return first, mean, valid
+        return first
 
     def _shift(self, n: int) -> None:
-        """Drop the first ``n`` buffer rows; the rest move to the top, new rows are zero."""
+        """Drop the first ``n`` buffer rows; the rest move up (row by row: no full-size temporary), new rows are 0."""
         keep = self.grid.tile - n
-        arrays = [a for a in (self.wsum, self.valid) if a is not None]
-        for a in arrays:
-            a[:keep] = a[n:].copy()
-            a[keep:] = 0
-        if self.sum is not None:
-            self.sum[:, :keep] = self.sum[:, n:].copy()
-            self.sum[:, keep:] = 0
+        for a in (self.wsum, self.valid) if self.sum is None else (self.wsum, self.valid, self.sum):
+            rows = a if a.ndim == 2 else a.transpose(1, 0, 2)  # (rows, ...) view
+            for i in range(keep):
+                rows[i] = rows[n + i]
+            rows[keep:] = 0
         self.base += n
