@@ -57,16 +57,20 @@ def test_band_choice():
 
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap"), [(224, 256, 64, 16), (100, 100, 100, 0), (300, 130, 64, 40)])
-def test_grid_follows_the_official_windows(h, w, tile, overlap):
-    grid = TileGrid(h, w, tile, overlap)
+@pytest.mark.parametrize("merge", [False, True])
+def test_grid_follows_the_official_windows(h, w, tile, overlap, merge):
+    grid = TileGrid(h, w, tile, overlap, merge_snapped=merge)
     windows = slide_windows(h, w, tile, tile - overlap)
-    assert [(y, x) for r in range(grid.n_rows) for y, x in grid.row_tiles(r)] == [(y1, x1) for y1, _, x1, _ in windows]
-    rows = [y for r in range(grid.n_rows) for y in range(grid.final_start(r), grid.final_end(r))]
+    tiles = [t for s in range(grid.n_steps) for t in grid.step_tiles(s)]
+    assert sorted(tiles) == sorted((y1, x1) for y1, _, x1, _ in windows) and len(tiles) == len(windows)
+    rows = [y for s in range(grid.n_steps) for y in range(grid.final_start(s), grid.final_end(s))]
     assert rows == list(range(h))  # final ranges partition the scene
-    for r in range(grid.n_rows):  # nothing after row r touches its final rows; its context row reaches them
-        assert all(grid.row_starts[q] >= grid.final_end(r) for q in range(r + 1, grid.n_rows))
-        c = grid.context_row(r)
-        assert c == r or grid.row_starts[c] + tile > grid.row_starts[r]
+    for s in range(grid.n_steps):  # nothing after step s touches its final rows; its context step reaches them
+        assert all(grid.row_starts[r] >= grid.final_end(s) for q in range(s + 1, grid.n_steps) for r in grid.steps[q])
+        c = grid.context_step(s)
+        assert c == s or grid.step_bottom(c) > grid.final_start(s)
+    snapped = grid.n_rows > 1 and grid.row_starts[-1] - grid.row_starts[-2] < grid.stride
+    assert grid.n_steps == grid.n_rows - (1 if merge and snapped else 0)
     with pytest.raises(ValueError, match="smaller than one tile"):
         TileGrid(50, 500, 64, 0)
     assert split_rows(5, 2) == [(0, 3), (3, 5)] and split_rows(1, 3) == [(0, 1), (1, 1), (1, 1)]
@@ -75,7 +79,8 @@ def test_grid_follows_the_official_windows(h, w, tile, overlap):
 @pytest.mark.parametrize("blend", ["mean", "gaussian", "cosine"])
 @pytest.mark.parametrize("first", [0, 2])
 def test_row_stitcher_equals_a_full_buffer(blend, first):
-    grid = TileGrid(150, 170, 48, 20)
+    grid = TileGrid(150, 170, 48, 20, merge_snapped=True)  # rows at 0, 28, 56, 84, 102 (snapped): 4 steps
+    assert grid.steps[-1] == (3, 4)
     rng = np.random.default_rng(0)
     logits = {(y, x): rng.normal(size=(3, 48, 48)).astype(np.float32) for y in grid.row_starts for x in grid.col_starts}
     weights = blend_weights(48, blend)
@@ -85,19 +90,27 @@ def test_row_stitcher_equals_a_full_buffer(blend, first):
         total[:, y : y + 48, x : x + 48] += value * w
         wsum[y : y + 48, x : x + 48] += w
     expected = total / wsum
-    start = grid.context_row(first)
-    stitcher = RowStitcher(grid, start, blend)
+    start = grid.context_step(first)
+    stitcher = RowStitcher(grid, start, blend, block=32)
     got = np.full((3, 150, 170), np.nan)
-    for r in range(start, grid.n_rows):
-        for y, x in grid.row_tiles(r):
-            stitcher.add(y, x, logits[(y, x)], np.ones((48, 48), bool))
-        def consume(y0, x0, mean, valid):
-            assert valid.all() and mean.shape[2] <= 64
-            got[:, y0 : y0 + mean.shape[1], x0 : x0 + mean.shape[2]] = mean
 
-        stitcher.finish_row(consume, chunk=64)
+    def consume(y0, x0, mean, valid):
+        assert valid.all() and mean.shape[2] <= 32
+        got[:, y0 : y0 + mean.shape[1], x0 : x0 + mean.shape[2]] = mean
+
+    peak = 0
+    for s in range(start, grid.n_steps):
+        col = None
+        for y, x in grid.step_tiles(s):
+            if x != col:
+                stitcher.flush(x, consume)
+                col = x
+            stitcher.add(y, x, logits[(y, x)], np.ones((48, 48), bool))
+            peak = max(peak, sum(b.height * b.wsum.shape[1] for b in stitcher.blocks if b is not None))
+        stitcher.finish_step(consume)
     done = grid.final_start(first)
     assert np.allclose(got[:, done:], expected[:, done:], atol=1e-5)
+    assert peak < 48 * 170  # less than one tile height over the whole width
 
 
 def _random_rboxes(n: int, size: float, rng) -> Detections:

@@ -36,11 +36,11 @@ NODATA = 255
 
 @dataclass(frozen=True)
 class PartSpec:
-    """The tile rows ``[row_start, row_end)`` one process writes, their scene rows ``[y_start, y_end)``, the
+    """The steps (tile rows) ``[step_start, step_end)`` one process writes, their scene rows ``[y_start, y_end)``, the
     ``prefix`` of its files (``DIR/<name>`` for a single process) and whether it covers the whole scene."""
 
-    row_start: int
-    row_end: int
+    step_start: int
+    step_end: int
     y_start: int
     y_end: int
     prefix: Path
@@ -60,6 +60,9 @@ class DenseOutput:
         self.info, self.grid, self.part = info, grid, part
         self.change = info.family == "change_detection"
         self.stitcher = RowStitcher(grid, first_row, blend)
+        self._labels: np.ndarray | None = None
+        self._probs: np.ndarray | None = None
+        self._col: int | None = None
         geometry = part.geometry(scene)
         suffix = "_change.tif" if self.change else "_classes.tif"
         self.paths = {"change" if self.change else "classes": Path(f"{part.prefix}{suffix}")}
@@ -79,37 +82,50 @@ class DenseOutput:
                                          overview_resampling=Resampling.average if resampling else None)  # fmt: skip
 
     def add(self, row: int, col: int, result: np.ndarray | None, valid: np.ndarray) -> None:
+        """Tiles arrive in step order (column-major within a step): a new column releases the columns before it."""
+        if self._labels is None:
+            self._start_step()
+        if col != self._col:
+            self.stitcher.flush(col, self._consume)
+            self._col = col
         if result is not None:
             self.stitcher.add(row, col, result, valid)
 
-    def finish_row(self) -> None:
-        g = self.grid
-        n = g.final_end(self.stitcher.row) - g.final_start(self.stitcher.row)
-        labels = np.full((n, g.width), NODATA, np.uint8)
+    def _start_step(self) -> None:
+        g, step = self.grid, self.stitcher.step
+        n = g.final_end(step) - g.final_start(step)
+        self._labels = np.full((n, g.width), NODATA, np.uint8)
         k = max(self.info.num_classes, 1)
-        probs = np.full((k, n, g.width), NODATA, np.uint8) if self.prob_writer is not None else None
+        self._probs = np.full((k, n, g.width), NODATA, np.uint8) if self.prob_writer is not None else None
+        self._col = None
 
-        def consume(first: int, col: int, mean: np.ndarray | None, valid: np.ndarray) -> None:
-            if mean is None:
-                return
-            cols = slice(col, col + valid.shape[1])
-            if mean.shape[0] == 1:
-                p = 1.0 / (1.0 + np.exp(-mean))
-                labels[:, cols][valid] = (p[0] > 0.5)[valid]
-            else:
-                labels[:, cols][valid] = mean.argmax(0).astype(np.uint8)[valid]
-                if probs is not None:
-                    p = np.exp(mean - mean.max(0, keepdims=True))
-                    p /= p.sum(0, keepdims=True)
+    def _consume(self, first: int, col: int, mean: np.ndarray | None, valid: np.ndarray) -> None:
+        if mean is None:
+            return
+        labels, probs = self._labels[:, col : col + valid.shape[1]], self._probs
+        if mean.shape[0] == 1:
+            p = 1.0 / (1.0 + np.exp(-mean))
+            labels[valid] = (p[0] > 0.5)[valid]
+        else:
+            labels[valid] = mean.argmax(0).astype(np.uint8)[valid]
             if probs is not None:
-                probs[:, :, cols][:, valid] = np.rint(p[:, valid] * 254).astype(np.uint8)
+                p = np.exp(mean - mean.max(0, keepdims=True))
+                p /= p.sum(0, keepdims=True)
+        if probs is not None:
+            probs[:, :, col : col + valid.shape[1]][:, valid] = np.rint(p[:, valid] * 254).astype(np.uint8)
 
-        first = self.stitcher.finish_row(consume)
+    def finish_row(self) -> None:
+        """End of a step: the remaining columns, then the step's final rows go to the files."""
+        if self._labels is None:
+            self._start_step()
+        first = self.stitcher.finish_step(self._consume)
+        labels, probs = self._labels, self._probs
+        self._labels = self._probs = None
         rows = first - self.part.y_start
-        if rows + n <= 0:
-            return  # a context row of the part before this one
+        if rows + labels.shape[0] <= 0:
+            return  # a context step of the part before this one
         self.writer.write(rows, labels)
-        if self.prob_writer is not None:
+        if probs is not None:
             self.prob_writer.write(rows, probs)
 
     def checkpoint(self) -> dict:
@@ -125,15 +141,16 @@ class DenseOutput:
 
 
 class ClassificationGridOutput:
-    """Grid classification for one part (see the module docstring); one grid row per tile row."""
+    """Grid classification for one part (see the module docstring); one grid row per tile row (= step: a
+    classification grid never merges rows)."""
 
     def __init__(self, info: TaskInfo, grid: TileGrid, scene: SceneGeometry, part: PartSpec, *,
                  durable_rows: int = 0, geojson_resume: tuple[int, int] | None = None,
                  overviews: bool = True) -> None:  # fmt: skip
         self.info, self.grid, self.part, self.scene = info, grid, part, scene
         t = grid.tile
-        transform = scene.transform @ Affine.translation(0, grid.row_starts[part.row_start]) @ Affine.scale(t, t)
-        cells = SceneGeometry(part.row_end - part.row_start, grid.n_cols, transform, scene.crs)
+        transform = scene.transform @ Affine.translation(0, grid.row_starts[part.step_start]) @ Affine.scale(t, t)
+        cells = SceneGeometry(part.step_end - part.step_start, grid.n_cols, transform, scene.crs)
         self.paths = {"grid": Path(f"{part.prefix}_grid.tif"), "grid_geojson": Path(f"{part.prefix}_grid.geojson")}
         profile = geotiff_profile(cells, 2) | {"blockxsize": 16, "blockysize": 16}
         colours = {i: tuple(c) for i, c in enumerate(info.palette[: info.num_classes])}
@@ -146,7 +163,7 @@ class ClassificationGridOutput:
                                       resume=geojson_resume)  # fmt: skip
         self.row_values = np.full((2, 1, grid.n_cols), NODATA, np.uint8)
         self.offsets: dict[int, tuple[int, int]] = {durable_rows: self.features.checkpoint()}
-        self.current_row = part.row_start + durable_rows
+        self.current_row = part.step_start + durable_rows
 
     def add(self, row: int, col: int, result: np.ndarray | None, valid: np.ndarray) -> None:
         if result is None:
@@ -165,10 +182,10 @@ class ClassificationGridOutput:
             "valid_fraction": round(float(valid.mean()), 4)})  # fmt: skip
 
     def finish_row(self) -> None:
-        self.writer.write(self.current_row - self.part.row_start, self.row_values)
+        self.writer.write(self.current_row - self.part.step_start, self.row_values)
         self.current_row += 1
         self.row_values = np.full((2, 1, self.grid.n_cols), NODATA, np.uint8)
-        self.offsets[self.current_row - self.part.row_start] = self.features.checkpoint()
+        self.offsets[self.current_row - self.part.step_start] = self.features.checkpoint()
 
     def checkpoint(self) -> dict:
         durable = self.writer.sync()

@@ -5,9 +5,13 @@ stride ``s = tile - overlap``, ``n = max(size - tile + s - 1, 0) // s + 1`` wind
 last one snapped to the border, so every tile has the full tile size (scenes smaller than a tile are refused by
 the caller). Tiles are visited row by row (a *tile row* = all tiles with the same start row), left to right.
 
-After tile row ``r`` has been added, scene rows ``[final_start(r), final_end(r))`` receive no further tile: they are
-*final* (``final_end(r)`` = the start row of tile row ``r + 1``, or the scene height). This is what lets the
-stitcher keep only one tile row of logits in memory.
+Tiles are processed in *steps*: normally one tile row per step, left to right. With ``merge_snapped`` (the dense
+families) the last two tile rows form one step when the last one was snapped to the border (it then overlaps the
+row above by more than ``overlap``), and that step visits its tiles column by column (both rows of a column, then
+the next column). After step ``s``, scene rows ``[final_start(s), final_end(s))`` receive no further tile: they are
+*final* (``final_end(s)`` = the first row of step ``s + 1``, or the scene height); within a step, columns left of
+the next tile column are final as soon as the step has passed them. This is what lets the stitcher keep only the
+``overlap`` rows shared with the next step over the whole width, plus about one tile of columns.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class TileGrid:
     width: int
     tile: int
     overlap: int
+    merge_snapped: bool = False
 
     def __post_init__(self) -> None:
         if self.tile <= 0:
@@ -56,6 +61,7 @@ class TileGrid:
 
     @property
     def n_rows(self) -> int:
+        """Tile rows."""
         return len(self.row_starts)
 
     @property
@@ -66,33 +72,49 @@ class TileGrid:
     def n_tiles(self) -> int:
         return self.n_rows * self.n_cols
 
-    def row_tiles(self, r: int) -> list[tuple[int, int]]:
-        """(row, col) top-left corners of tile row ``r``, left to right."""
-        y = self.row_starts[r]
-        return [(y, x) for x in self.col_starts]
+    @cached_property
+    def steps(self) -> tuple[tuple[int, ...], ...]:
+        """Tile rows of each step (see the module docstring)."""
+        rows = [(r,) for r in range(self.n_rows)]
+        snapped = self.n_rows >= 2 and self.row_starts[-1] - self.row_starts[-2] < self.stride
+        if self.merge_snapped and snapped:
+            rows[-2:] = [(self.n_rows - 2, self.n_rows - 1)]
+        return tuple(rows)
 
-    def final_start(self, r: int) -> int:
-        return 0 if r == 0 else self.row_starts[r]
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
 
-    def final_end(self, r: int) -> int:
-        return self.row_starts[r + 1] if r + 1 < self.n_rows else self.height
+    def step_tiles(self, s: int) -> list[tuple[int, int]]:
+        """(row, col) top-left corners of the tiles of step ``s`` in visiting order (column-major in a step)."""
+        return [(self.row_starts[r], x) for x in self.col_starts for r in self.steps[s]]
 
-    def context_row(self, r: int) -> int:
-        """The first tile row that reaches into the rows of tile row ``r`` (``r`` itself when none above does): a
-        run that starts writing at tile row ``r`` must start computing there."""
-        y = self.row_starts[r]
-        return next(i for i in range(r + 1) if self.row_starts[i] + self.tile > y or i == r)
+    def final_start(self, s: int) -> int:
+        return 0 if s == 0 else self.row_starts[self.steps[s][0]]
 
-    def first_row_needing(self, scene_row: int) -> int:
-        """The tile row whose final range contains ``scene_row`` (0 <= scene_row < height)."""
-        for r in range(self.n_rows):
-            if self.final_end(r) > scene_row:
-                return r
-        return self.n_rows - 1
+    def final_end(self, s: int) -> int:
+        return self.row_starts[self.steps[s + 1][0]] if s + 1 < self.n_steps else self.height
+
+    def step_bottom(self, s: int) -> int:
+        """The last scene row (exclusive) that the tiles of step ``s`` reach."""
+        return self.row_starts[self.steps[s][-1]] + self.tile
+
+    def context_step(self, s: int) -> int:
+        """The first step whose tiles reach into the final rows of step ``s`` (``s`` itself when none above does):
+        a run that starts writing at step ``s`` must start computing there."""
+        y = self.final_start(s)
+        return next(i for i in range(s + 1) if self.step_bottom(i) > y or i == s)
+
+    def first_step_needing(self, scene_row: int) -> int:
+        """The step whose final range contains ``scene_row`` (0 <= scene_row < height)."""
+        for s in range(self.n_steps):
+            if self.final_end(s) > scene_row:
+                return s
+        return self.n_steps - 1
 
 
 def split_rows(n_rows: int, parts: int) -> list[tuple[int, int]]:
-    """Contiguous, nearly equal ``[start, end)`` bands of tile rows for ``parts`` processes (empty bands allowed)."""
+    """Contiguous, nearly equal ``[start, end)`` bands of steps for ``parts`` processes (empty bands allowed)."""
     base, extra = divmod(n_rows, parts)
     bands, start = [], 0
     for p in range(parts):

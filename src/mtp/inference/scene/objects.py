@@ -118,7 +118,7 @@ class ObjectsOutput:
                  resume: dict | None = None) -> None:  # fmt: skip
         self.info, self.grid, self.scene, self.part = info, grid, scene, part
         self.box_dim = 5 if info.family == "rotated_detection" else 4
-        limit_high = grid.row_starts[part.row_start - 1] + grid.tile if part.row_start > 0 else None
+        limit_high = grid.step_bottom(part.step_start - 1) if part.step_start > 0 else None
         self.merge = RollingMerge(self.box_dim, iou, margin=max(64.0, grid.tile / 4), limit_high=limit_high)
         self.score_thr, self.drop_cut = score_thr, drop_cut
         self.paths = {"objects": Path(f"{part.prefix}_objects.geojson")}
@@ -149,7 +149,7 @@ class ObjectsOutput:
 
     def finish_row(self) -> None:
         r = self.current_row
-        limit = self.grid.row_starts[r + 1] if r + 1 < self.grid.n_rows else None
+        limit = self.grid.final_end(r) if r + 1 < self.grid.n_steps else None
         write_features(self.features, self.merge.close(limit), self.info, self.scene)
         self.current_row += 1
 

@@ -33,8 +33,8 @@ Reader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
 @dataclass
 class TileBatch:
-    """Tiles of one tile row: ``tiles`` (row, col) corners, ``valid`` list of (T, T) bool masks, ``ran`` which tiles
-    have valid pixels, ``images`` float32 (n_ran, C, T, T) of those tiles (pinned for a CUDA device)."""
+    """Tiles of one step (tile row): ``tiles`` (row, col) corners, ``valid`` list of (T, T) bool masks, ``ran``
+    which tiles have valid pixels, ``images`` float32 (n_ran, C, T, T) of those tiles (pinned for a CUDA device)."""
 
     row_index: int
     tiles: list[tuple[int, int]]
@@ -44,13 +44,13 @@ class TileBatch:
 
 
 class TileBatches:
-    """Iterator over the :class:`TileBatch` es of tile rows ``rows`` (prefetched; see the module docstring)."""
+    """Iterator over the :class:`TileBatch` es of the steps ``rows`` (prefetched; see the module docstring)."""
 
     def __init__(self, read: Reader, grid: TileGrid, rows: range, batch_size: int, *, workers: int = 2,
                  depth: int | None = None, pin_memory: bool = False) -> None:  # fmt: skip
         self.read, self.grid, self.pin = read, grid, pin_memory
         self.jobs = [(r, tiles[i : i + batch_size]) for r in rows
-                     for tiles in [grid.row_tiles(r)] for i in range(0, len(tiles), batch_size)]  # fmt: skip
+                     for tiles in [grid.step_tiles(r)] for i in range(0, len(tiles), batch_size)]  # fmt: skip
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="scene-read")
         self.depth = depth or max(2, workers)
 

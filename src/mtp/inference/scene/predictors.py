@@ -5,8 +5,8 @@ the model types below; a module can also name its family in a ``scene_family`` a
 outputs (:data:`FAMILIES`). Every predictor takes normalised tiles (B, C, T, T) on the model's device (C = 3, or 6
 for a change pair A‖B) and returns host (numpy / CPU tensor) results in *tile* pixels:
 
-* segmentation / change detection: logits float32 (B, K, T, T) at the tile size, the official slide-window
-  computation for one window (padding to a multiple of 16, bilinear resize, crop;
+* segmentation / change detection: per tile logits float32 (K, T, T) at the tile size (:class:`TileLogits`), the
+  official slide-window computation for one window (padding to a multiple of 16, bilinear resize, crop; as
   :func:`mtp.inference.segmentation.whole_inference`).
 * rotated detection: per tile ``{"boxes": (N, 5) float64 le90 rboxes, "scores", "labels"}`` (Oriented R-CNN on
   the tile padded to a multiple of 32, its own test-time NMS / score threshold).
@@ -28,7 +28,6 @@ from affine import Affine
 from torch import Tensor, nn
 
 from mtp.inference.outputs import default_palette
-from mtp.inference.segmentation import whole_inference
 
 __all__ = ["FAMILIES", "TaskInfo", "build_predictor", "task_info"]
 
@@ -112,15 +111,37 @@ def task_info(task: nn.Module, class_names: list[str] | None = None) -> TaskInfo
     return TaskInfo(family, num_classes, tuple(names), palette, channels, tile, max(overlap, 0), input_size)
 
 
+class TileLogits:
+    """The logits of a batch of tiles, resized to the tile size one tile at a time when indexed (a batch of
+    full-size logits would be B x K x T x T floats at once): ``logits[k]`` -> float32 numpy (K, T, T)."""
+
+    def __init__(self, low: Tensor, padded_hw: tuple[int, int], hw: tuple[int, int]) -> None:
+        self.low, self.padded_hw, self.hw = low, padded_hw, hw
+
+    def __len__(self) -> int:
+        return self.low.shape[0]
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        full = F.interpolate(self.low[k : k + 1].float(), size=self.padded_hw, mode="bilinear", align_corners=False)
+        return full[0, :, : self.hw[0], : self.hw[1]].cpu().numpy()
+
+
 class DensePredictor:
-    """Segmentation / change logits for a batch of full tiles (the per-window part of the official slide rule)."""
+    """Segmentation / change logits for a batch of full tiles: the per-window part of the official slide rule
+    (pad to a multiple of ``size_divisor``, run, bilinear resize to the padded size, crop;
+    :func:`mtp.inference.segmentation.whole_inference`), the resize done per tile by :class:`TileLogits`."""
 
     def __init__(self, model: nn.Module, size_divisor: int = 16) -> None:
         self.model, self.size_divisor = model, size_divisor
 
-    def __call__(self, images: Tensor) -> np.ndarray:
-        logits = whole_inference(self.model, images, size_divisor=self.size_divisor)
-        return logits.float().cpu().numpy()
+    def __call__(self, images: Tensor) -> TileLogits:
+        h, w = images.shape[-2:]
+        ph, pw = -h % self.size_divisor, -w % self.size_divisor
+        x = F.pad(images, (0, pw, 0, ph)) if ph or pw else images
+        logits = self.model(x)
+        if logits.ndim != 4 or logits.shape[0] != images.shape[0]:
+            raise ValueError(f"the model returned {tuple(logits.shape)} for {images.shape[0]} tiles, not (B, K, h, w)")
+        return TileLogits(logits, (h + ph, w + pw), (h, w))
 
 
 class RotatedPredictor:

@@ -36,7 +36,7 @@ __all__ = ["SceneGeometry", "SceneInputError", "ScenePair", "SceneRaster", "open
 log = logging.getLogger(__name__)
 
 # A bounded GDAL block cache (MB) keeps peak memory independent of the scene size (GDAL's default is 5 % of RAM).
-os.environ.setdefault("GDAL_CACHEMAX", "64")
+os.environ.setdefault("GDAL_CACHEMAX", "32")
 
 
 AUTO = ScaleRule("auto")

@@ -127,10 +127,10 @@ def plan(task: nn.Module, input_a: str | Path, input_b: str | Path | None, optio
 
 
 def part_spec(grid: TileGrid, out_dir: Path, name: str, part_index: int, num_parts: int) -> PartSpec:
-    start, end = split_rows(grid.n_rows, num_parts)[part_index]
+    start, end = split_rows(grid.n_steps, num_parts)[part_index]
     whole = num_parts == 1
     prefix = out_dir / name if whole else out_dir / ".parts" / f"{name}.part{part_index}"
-    y_start = grid.final_start(start) if start < grid.n_rows else grid.height
+    y_start = grid.final_start(start) if start < grid.n_steps else grid.height
     y_end = grid.final_end(end - 1) if end > start else y_start
     return PartSpec(start, end, y_start, y_end, prefix, whole)
 
@@ -150,7 +150,8 @@ def predict_scene(task: nn.Module, input_a: str | Path, out_dir: str | Path, *, 
     bands, scale = parse_bands(options.bands), parse_scale(options.scale)
     probe = open_scene(input_a, input_b, bands=bands, scale=parse_scale("none"), nodata=options.nodata)
     try:
-        grid = TileGrid(probe.geometry.height, probe.geometry.width, tile, overlap)
+        dense = info.family in ("segmentation", "change_detection")
+        grid = TileGrid(probe.geometry.height, probe.geometry.width, tile, overlap, merge_snapped=dense)
         inputs = probe.describe()
     except ValueError as err:
         raise SceneInputError(f"{input_a}: {err}; use a smaller --tile") from None
@@ -178,12 +179,12 @@ def _handler(info: TaskInfo, grid: TileGrid, scene, part: PartSpec, options: Sce
     are context: the overlap of the rows above a part or a resume point)."""
     if info.family in ("segmentation", "change_detection"):
         durable = int(saved["durable_rows"]) if saved else 0
-        start = part.row_start
+        start = part.step_start
         if durable >= part.y_end - part.y_start:
-            start = part.row_end
+            start = part.step_end
         elif durable > 0:
-            start = grid.first_row_needing(part.y_start + durable)
-        first = grid.context_row(start) if start < part.row_end else start
+            start = grid.first_step_needing(part.y_start + durable)
+        first = grid.context_step(start) if start < part.step_end else start
         out = DenseOutput(info, grid, scene.geometry, part, first_row=first, durable_rows=durable,
                           probs=options.probs, blend=options.blend, overviews=options.overviews)  # fmt: skip
         return out, first, start
@@ -192,9 +193,9 @@ def _handler(info: TaskInfo, grid: TileGrid, scene, part: PartSpec, options: Sce
         out = ClassificationGridOutput(info, grid, scene.geometry, part, durable_rows=durable,
                                        geojson_resume=tuple(saved["geojson"]) if saved else None,
                                        overviews=options.overviews)  # fmt: skip
-        start = part.row_start + durable
+        start = part.step_start + durable
         return out, start, start
-    start = int(saved["next_row"]) if saved else part.row_start
+    start = int(saved["next_row"]) if saved else part.step_start
     out = ObjectsOutput(info, grid, scene.geometry, part, first_row=start, iou=options.merge_iou,
                         score_thr=options.score_thr, drop_cut=options.drop_cut, resume=saved)  # fmt: skip
     return out, start, start
@@ -205,8 +206,8 @@ def _run(task, info, grid, scene, part, options, state, saved) -> SceneResult:
     task.eval().to(device)
     predictor = build_predictor(task, info, options.score_thr)
     out, first, counted = _handler(info, grid, scene, part, options, saved)
-    total = grid.n_cols * max(part.row_end - counted, 0)
-    rows = range(first, part.row_end) if counted < part.row_end else range(0)
+    total = sum(len(grid.step_tiles(s)) for s in range(counted, part.step_end))
+    rows = range(first, part.step_end) if counted < part.step_end else range(0)
     progress = Progress(total, f"{part.prefix.name} ({info.family})", options.progress)
     batches = TileBatches(scene.read, grid, rows, options.batch_size, workers=options.workers,
                           pin_memory=device.type == "cuda")  # fmt: skip
@@ -224,6 +225,7 @@ def _run(task, info, grid, scene, part, options, state, saved) -> SceneResult:
                 for (y, x), valid, ran in zip(batch.tiles, batch.valid, batch.ran, strict=True):
                     out.add(y, x, outputs[k] if ran else None, valid)
                     k += int(ran)
+                del outputs  # before the next batch is loaded
                 if current >= counted:
                     progress.update(len(batch.tiles))
                     result.tiles += len(batch.tiles)

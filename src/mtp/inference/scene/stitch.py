@@ -1,11 +1,13 @@
-"""Blending per-tile logits into scene rows with a rolling buffer of one tile row (segmentation, change detection).
+"""Blending per-tile logits into scene rows while streaming (semantic segmentation, change detection).
 
 The official slide rule (mmseg ``slide_inference``, :func:`mtp.inference.segmentation.slide_inference`) sums the
 logits of every window covering a pixel and divides by the number of windows. :class:`RowStitcher` does the same
-with a buffer of ``tile`` scene rows only: tiles of row ``r`` are added at their offsets, then
-:meth:`RowStitcher.finish_row` returns the averaged logits of the rows that are final (see
-:mod:`mtp.inference.scene.grid`) and shifts the buffer so that the overlap carries over to row ``r + 1``.
-Peak memory is about ``(4 K + 3) * tile * width`` bytes, independent of the scene height.
+without a scene-sized buffer: the width is cut into column blocks of ``block`` pixels, each holding the summed
+logits of the scene rows that are not final yet. Tiles are added step by step (:mod:`mtp.inference.scene.grid`);
+:meth:`RowStitcher.flush` hands over the averaged logits of the columns the step has passed and keeps, per block,
+only the rows shared with the next step. Peak memory is about ``4 (K + 1) * (overlap * width + tile * (tile +
+2 block))`` bytes for K classes (plus a step's extra height when its last row was snapped to the border): nearly
+flat in the scene size (O(overlap x width)).
 
 Optional weighting (``blend='gaussian' | 'cosine'``): each window's logits are multiplied by
 :func:`~mtp.inference.scene.grid.blend_weights` and the sum is divided by the summed weights. With ``'mean'`` the
@@ -14,74 +16,117 @@ weights are all 1 and the division is by the exact window count, as the official
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from mtp.inference.scene.grid import TileGrid, blend_weights
 
 __all__ = ["RowStitcher"]
 
+#: consume(first scene row, first column, mean logits (K, n, c) float32 or None, valid (n, c) bool)
+Consumer = Callable[[int, int, np.ndarray | None, np.ndarray], None]
+
+
+@dataclass
+class _Block:
+    """Rows ``[y0, y0 + height)`` of the columns ``[x0, x1)``: logits sum (K, h, c), weight sum, validity."""
+
+    y0: int
+    sum: np.ndarray
+    wsum: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def height(self) -> int:
+        return self.wsum.shape[0]
+
 
 class RowStitcher:
-    """Rolling logits buffer over the tile rows ``first_row, first_row + 1, ...`` of ``grid``.
+    """Streaming logits accumulator over the steps ``first_step, first_step + 1, ...`` of ``grid``.
 
     Args:
-        grid: the tiling. first_row: the tile row the buffer starts at (a process band or a resume point).
-        blend: 'mean' (official), 'gaussian' or 'cosine'.
+        grid: the tiling. first_step: the step to start at (a process band or a resume point).
+        blend: 'mean' (official), 'gaussian' or 'cosine'. block: column block width in pixels.
     """
 
-    def __init__(self, grid: TileGrid, first_row: int = 0, blend: str = "mean") -> None:
+    def __init__(self, grid: TileGrid, first_step: int = 0, blend: str = "mean", block: int = 256) -> None:
         self.grid = grid
         self.weights = blend_weights(grid.tile, blend)
-        self.row = first_row
-        self.base = grid.row_starts[first_row]
-        self.sum: np.ndarray | None = None  # (K, tile, width), allocated at the first tile
-        # window counts (exact small integers) for the official mean, summed weights otherwise
-        self.wsum = np.zeros((grid.tile, grid.width), np.uint16 if self.weights is None else np.float32)
-        self.valid = np.zeros((grid.tile, grid.width), bool)
+        self.block = block
+        self.blocks: list[_Block | None] = [None] * -(-grid.width // block)
+        self.step = first_step
+        self.flushed = 0  # blocks already handed over in this step
+        self.channels: int | None = None
+
+    def _cols(self, j: int) -> tuple[int, int]:
+        return j * self.block, min((j + 1) * self.block, self.grid.width)
+
+    def _reserve(self, j: int, bottom: int) -> _Block:
+        """Block ``j`` covering rows ``[final_start(step), bottom)`` at least."""
+        top = self.grid.final_start(self.step)
+        blk = self.blocks[j]
+        if blk is not None and blk.y0 + blk.height >= bottom:
+            return blk
+        x0, x1 = self._cols(j)
+        wdtype = np.uint16 if self.weights is None else np.float32
+        new = _Block(top, np.zeros((self.channels, bottom - top, x1 - x0), np.float32),
+                     np.zeros((bottom - top, x1 - x0), wdtype), np.zeros((bottom - top, x1 - x0), bool))  # fmt: skip
+        if blk is not None:  # carry from the step above (it starts at this step's first final row)
+            h = blk.height
+            new.sum[:, :h], new.wsum[:h], new.valid[:h] = blk.sum, blk.wsum, blk.valid
+        self.blocks[j] = new
+        return new
 
     def add(self, row: int, col: int, logits: np.ndarray, valid: np.ndarray) -> None:
-        """Add one tile of tile row ``self.row``: ``logits`` float32 (K, tile, tile), ``valid`` bool (tile, tile)."""
+        """Add one tile of the current step: ``logits`` float32 (K, tile, tile), ``valid`` bool (tile, tile)."""
         t = self.grid.tile
         if logits.shape[-2:] != (t, t):
             raise ValueError(f"tile logits must be (K, {t}, {t}), got {logits.shape}")
-        if self.sum is None:
-            self.sum = np.zeros((logits.shape[0], t, self.grid.width), np.float32)
-        y = row - self.base
-        region = self.sum[:, y : y + t, col : col + t]
-        if self.weights is None:
-            region += logits
-            self.wsum[y : y + t, col : col + t] += 1
-        else:
-            region += logits * self.weights
-            self.wsum[y : y + t, col : col + t] += self.weights
-        self.valid[y : y + t, col : col + t] |= valid
+        self.channels = self.channels or logits.shape[0]
+        for j in range(col // self.block, (col + t - 1) // self.block + 1):
+            x0, x1 = self._cols(j)
+            a, b = max(col, x0), min(col + t, x1)
+            blk = self._reserve(j, row + t)
+            ys = slice(row - blk.y0, row - blk.y0 + t)
+            part = logits[:, :, a - col : b - col]
+            if self.weights is None:
+                blk.sum[:, ys, a - x0 : b - x0] += part
+                blk.wsum[ys, a - x0 : b - x0] += 1
+            else:
+                w = self.weights[:, a - col : b - col]
+                blk.sum[:, ys, a - x0 : b - x0] += part * w
+                blk.wsum[ys, a - x0 : b - x0] += w
+            blk.valid[ys, a - x0 : b - x0] |= valid[:, a - col : b - col]
 
-    def finish_row(self, consume, chunk: int = 2048) -> int:
-        """Close tile row ``self.row``: call ``consume(first_row, col, mean, valid)`` for each block of at most
-        ``chunk`` columns of the ``n`` rows that became final (``mean``: averaged logits (K, n, c) float32, or None
-        when no tile reached them; ``valid``: (n, c) bool), then shift the buffer. Returns the first final row."""
-        g, r = self.grid, self.row
-        start, end = g.final_start(r) - self.base, g.final_end(r) - self.base
-        first = g.final_start(r)
-        for c0 in range(0, g.width, chunk):
-            cols = slice(c0, min(c0 + chunk, g.width))
-            wsum = self.wsum[start:end, cols]
-            covered = wsum > 0
-            valid = self.valid[start:end, cols] & covered
-            mean = None
-            if self.sum is not None:
-                mean = self.sum[:, start:end, cols] / np.where(covered, wsum, 1).astype(np.float32)[None]
-            consume(first, c0, mean, valid)
-        self._shift(end)
-        self.row += 1
-        return first
+    def flush(self, x_end: int, consume: Consumer) -> None:
+        """Hand over the final rows of every column block left of ``x_end`` (no later tile of this step reaches it),
+        then keep only their rows below ``final_end(step)``."""
+        g = self.grid
+        top, end = g.final_start(self.step), g.final_end(self.step)
+        n = end - top
+        while self.flushed < len(self.blocks) and self._cols(self.flushed)[1] <= x_end:
+            j = self.flushed
+            x0, x1 = self._cols(j)
+            blk = self.blocks[j]
+            if blk is None or blk.y0 != top:  # nothing of this step reached these columns
+                consume(top, x0, None, np.zeros((n, x1 - x0), bool))
+            else:
+                wsum = blk.wsum[:n]
+                covered = wsum > 0
+                mean = blk.sum[:, :n] / np.where(covered, wsum, 1).astype(np.float32)[None]
+                consume(top, x0, mean, blk.valid[:n] & covered)
+                rest = blk.height - n
+                self.blocks[j] = (_Block(end, blk.sum[:, n:].copy(), blk.wsum[n:].copy(), blk.valid[n:].copy())
+                                  if rest > 0 else None)  # fmt: skip
+            self.flushed += 1
 
-    def _shift(self, n: int) -> None:
-        """Drop the first ``n`` buffer rows; the rest move up (row by row: no full-size temporary), new rows are 0."""
-        keep = self.grid.tile - n
-        for a in (self.wsum, self.valid) if self.sum is None else (self.wsum, self.valid, self.sum):
-            rows = a if a.ndim == 2 else a.transpose(1, 0, 2)  # (rows, ...) view
-            for i in range(keep):
-                rows[i] = rows[n + i]
-            rows[keep:] = 0
-        self.base += n
+    def finish_step(self, consume: Consumer) -> int:
+        """Hand over what is left of the current step (all columns) and move to the next; returns the first final
+        scene row of the step."""
+        top = self.grid.final_start(self.step)
+        self.flush(self.grid.width, consume)
+        self.step += 1
+        self.flushed = 0
+        return top
