@@ -109,3 +109,13 @@ def test_known_object_coordinates_through_the_command_line(tmp_path, capsys):
         assert abs(x - ex) < PIXEL and abs(y - ey) < PIXEL
     lines = (Path(summary["outputs"]["task1"]) / "Task1_plane.txt").read_text().splitlines()
     assert len(lines) == 3 and all(line.startswith("scene 0.9000 ") for line in lines)
+
+
+def test_official_style_load_from_equals_the_checkpoint(tmp_path, capsys):
+    """``--model.load_from FILE`` (how official fine-tuned files are given) builds the same model as --ckpt_path."""
+    scene = write_scene(tmp_path / "scene.tif")
+    config, ckpt = tiny_task_checkpoint(tmp_path, "segmentation")
+    a = _run(capsys, "--config", config, "--ckpt_path", ckpt, "--input", scene, "--out", tmp_path / "a")
+    b = _run(capsys, "--config", config, "--model.load_from", ckpt, "--input", scene, "--out", tmp_path / "b")
+    with rasterio.open(a["outputs"]["classes"]) as x, rasterio.open(b["outputs"]["classes"]) as y:
+        assert np.array_equal(x.read(1), y.read(1))

@@ -52,7 +52,7 @@ class ScenePredictModule(L.LightningModule):
     def on_predict_epoch_end(self) -> None:
         self.trainer.strategy.barrier("scene-parts-written")
         if self.trainer.is_global_zero and self.part_result is not None:
-            from mtp.inference.scene.reader import open_scene
+            from mtp.inference.scene.pair import open_scene
 
             info = self.part_result.info
             scene = open_scene(self.input_a, self.input_b, bands=_bands(self.options), scale=ScaleRule("none"))

@@ -27,9 +27,10 @@ from mtp.inference.scene.bands import parse_bands, parse_scale
 from mtp.inference.scene.dense import ClassificationGridOutput, DenseOutput, PartSpec
 from mtp.inference.scene.grid import BLENDS, TileGrid, split_rows
 from mtp.inference.scene.objects import ObjectsOutput
+from mtp.inference.scene.pair import open_scene
 from mtp.inference.scene.pipeline import Progress, TileBatches
 from mtp.inference.scene.predictors import TaskInfo, build_predictor, task_info
-from mtp.inference.scene.reader import SceneInputError, open_scene
+from mtp.inference.scene.reader import SceneInputError
 from mtp.inference.scene.state import ResumeState
 
 __all__ = ["SceneInterrupted", "SceneOptions", "SceneResult", "predict_scene"]
