@@ -119,3 +119,12 @@ def test_official_style_load_from_equals_the_checkpoint(tmp_path, capsys):
     b = _run(capsys, "--config", config, "--model.load_from", ckpt, "--input", scene, "--out", tmp_path / "b")
     with rasterio.open(a["outputs"]["classes"]) as x, rasterio.open(b["outputs"]["classes"]) as y:
         assert np.array_equal(x.read(1), y.read(1))
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict-scene", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--input-b", "--tile", "--overlap", "--bands", "--scale", "--resume",
+                                        "--devices", "--precision", "_classes.tif", "_objects.geojson"))  # fmt: skip

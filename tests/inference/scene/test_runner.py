@@ -229,3 +229,15 @@ def test_uint16_bands_and_scaling(tmp_path):
         col, row = ~out.transform @ OBJECTS[1].crs_centre()
     assert classes[int(row), int(col)] == 1
     torch.manual_seed(0)
+
+
+def test_uint16_auto_scaling_uses_scene_percentiles_without_nodata(tmp_path):
+    scene = write_scene(tmp_path / "s2.tif", dtype="uint16", count=4)  # ground 600, objects 2500, no-data 0
+    result = predict_scene(oracle(tmp_path, "OracleSegmentation"), scene, tmp_path / "out",
+                           options=SceneOptions(**OPTIONS, bands="3,2,1"))  # fmt: skip
+    with rasterio.open(result.paths["classes"]) as out:
+        classes = out.read(1)
+    for obj in OBJECTS:
+        col, row = ~out.transform @ obj.crs_centre()
+        assert classes[int(row), int(col)] == 1
+    assert classes[200, 20] == 0 and classes[0, 0] == 255
