@@ -15,7 +15,8 @@ def tool_make_synthetic(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="mtp tool make-synthetic", description=tool_make_synthetic.__doc__)
     parser.add_argument("--format", required=True, choices=sorted(FORMATS))
     parser.add_argument("--out", required=True, help="output root folder")
-    parser.add_argument("--n", type=int, default=8, help="training images (per class for eurosat); val/test n//2")
+    parser.add_argument("--n", type=int, help="training images (per class for eurosat; scenes for scene: default 1); "
+                        "val/test n//2 (default 8)")
     parser.add_argument("--size", type=int, help="image size in pixels (default: the writer's, 256; eurosat 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["mtp", "release"], help="loveda / eurosat folder layout")
@@ -34,7 +35,8 @@ def tool_make_synthetic(argv: Sequence[str]) -> int:
               ("bands", args.bands), ("dtype", args.dtype), ("pixel_size", args.pixel_size),
               ("nodata_fraction", args.nodata_fraction), ("pair", args.pair))  # fmt: skip
     options = {k: v for k, v in chosen if v is not None} | ({"crs": crs} if args.crs is not None else {})
-    print(write_dataset(args.format, args.out, n=args.n, size=args.size, seed=args.seed, **options))
+    n = args.n if args.n is not None else (1 if args.format == "scene" else 8)
+    print(write_dataset(args.format, args.out, n=n, size=args.size, seed=args.seed, **options))
     return 0
 
 
