@@ -156,7 +156,7 @@ def test_dior_missing_files_name_the_path(dior_copy):
 def test_dior_image_size_mismatch_is_reported(dior_copy):
     hbb(dior_copy, "00006").write_text(voc_xml([("ship", (1, 1, 5, 5))], hw=(80, SIZE)))
     ds = DIOR(dior_copy, "test")
-    with pytest.raises(ValueError, match=r"00006.jpg is 128x128 .* annotation says 80x128"):
+    with pytest.raises(ValueError, match=r"00006.jpg: image is 128x128 .* annotation says 80x128"):
         ds[0]
 
 

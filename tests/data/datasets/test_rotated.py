@@ -213,7 +213,7 @@ def test_degenerate_polygons_are_skipped_counted_and_logged(tmp_path, caplog):
     write_dota_files(tmp_path, {"a": text})
     with caplog.at_level(logging.WARNING, logger="mtp.data.datasets.rotated"):
         ds = DOTA(tmp_path)
-    assert ds.num_skipped == 2 and ds[0]["labels"].tolist() == [0, 6]
+    assert ds.num_skipped == {"degenerate": 2, "outside": 0} and ds[0]["labels"].tolist() == [0, 6]
     assert "a.txt" in caplog.text and "2 degenerate" in caplog.text and "[2, 3]" in caplog.text
 
 
@@ -267,7 +267,7 @@ def dior_object(name: str = "Airplane", coords=(1, 1, 20, 1, 20, 10, 1, 10), dro
 def test_dior_names_lower_cased_difficult_ignored(tmp_path):
     write_dior_xml(tmp_path, dior_object("Airplane") + dior_object("vehicle", (0, 0, 5, 0, 5, 5, 5, 5)))
     ds = DIORR(tmp_path, "train")
-    assert ds[0]["labels"].tolist() == [0] and ds[0]["difficult"].tolist() == [False] and ds.num_skipped == 1
+    assert ds[0]["labels"].tolist() == [0] and ds[0]["difficult"].tolist() == [False] and ds.num_skipped["degenerate"] == 1
 
 
 @pytest.mark.parametrize(
@@ -321,7 +321,7 @@ def test_fair1m_release_names_are_mapped(tmp_path):
     objs.append(fair1m_object("Bus", ("1,1", "20,1", "20,10", "1,1")))  # a closed triangle: degenerate, skipped
     write_fair1m_xml(tmp_path, "".join(objs))
     ds = FAIR1M(tmp_path, "train")
-    assert ds.num_skipped == 1
+    assert ds.num_skipped == {"degenerate": 1, "outside": 0}
     labels = ds[0]["labels"].tolist()
     assert [FAIR1M_CLASSES[i] for i in labels] == ["Small-Car", "other-airplane", "Dry-Cargo-Ship", "Small-Car", "Bus"]
 

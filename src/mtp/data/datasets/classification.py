@@ -13,11 +13,12 @@ mmpretrain ``CustomDataset`` rule; EuroSAT: AnnualCrop, Forest, HerbaceousVegeta
 Industrial, Pasture, PermanentCrop, Residential, River, SeaLake). The task stores this list with its
 checkpoint and refuses test data whose class order differs.
 
-Images are read with pillow (any 8-bit mode converted to RGB). GeoTIFFs (``.tif``/``.tiff``) are read
-with rasterio: 3-band files as they are (uint8) and multi-band Sentinel-2 files (the EuroSAT-MS release,
-13 bands B01..B12 with B8A) as RGB = bands ``rgb_bands`` (1-based; default (4, 3, 2) = B04, B03, B02),
-scaled to uint8 as ``round(clip(DN / tif_scale, 0, 1) * 255)`` with ``tif_scale`` 3000 (reflectance
-0.3 -> 255, a common true-colour stretch for L1C digital numbers = reflectance x 10000).
+Images are read under the raster rule of :mod:`mtp.data.datasets.rasters` (8-bit files as stored, grey
+and RGBA converted, GeoTIFFs with rasterio). The classification default is the EuroSAT-MS one: files with
+more than three bands (the EuroSAT-MS release, 13 bands B01..B12 with B8A) show bands ``rgb_bands`` (1-based;
+default (4, 3, 2) = B04, B03, B02), and non-8-bit pixels are scaled ``'fixed'``:
+``round(clip(DN / tif_scale, 0, 1) * 255)`` with ``tif_scale`` 3000 (reflectance 0.3 -> 255, a common
+true-colour stretch for L1C digital numbers = reflectance x 10000). ``raster`` replaces this rule.
 
 Bad input raises ``FileNotFoundError`` / ``ValueError`` naming the file or folder: a missing root, a
 class folder without images, an unreadable image (when it is read), a split-file line with an unknown
@@ -26,8 +27,8 @@ class, a bad index or a missing image.
 
 from __future__ import annotations
 
+import logging
 import random
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,9 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torch.utils.data import Dataset
+
+from mtp.data.datasets.files import content_hint, folder_hint
+from mtp.data.datasets.rasters import RasterRule, check_raster, read_rgb_array
 
 __all__ = [
     "EUROSAT_CLASSES",
@@ -46,8 +50,11 @@ __all__ = [
     "ClassificationDataset",
     "EuroSAT",
     "UnlabelledImages",
+    "classification_rule",
     "read_classification_image",
 ]
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: The EuroSAT release folder names, sorted (= the official label order).
@@ -68,39 +75,25 @@ RESISC45_CLASSES = tuple(
 )
 
 
-def _read_geotiff_rgb(path: Path, rgb_bands: Sequence[int], tif_scale: float) -> np.ndarray:
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    with warnings.catch_warnings():  # a tile without geo-referencing is fine for classification
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        src = rasterio.open(path)
-    with src:
-        if src.count == 3 and src.dtypes[0] == "uint8":
-            return np.moveaxis(src.read(), 0, -1)
-        if max(rgb_bands) > src.count:
-            raise ValueError(f"has {src.count} band(s), RGB needs bands {list(rgb_bands)}")
-        bands = src.read(list(rgb_bands)).astype(np.float32)
-    scaled = np.clip(bands / tif_scale, 0.0, 1.0) * 255.0
-    return np.moveaxis(np.round(scaled).astype(np.uint8), 0, -1)
+def classification_rule(rgb_bands: Sequence[int] = (4, 3, 2), tif_scale: float = 3000.0) -> RasterRule:
+    """The classification raster rule (module docstring): ``rgb_bands`` for multi-band files, 'fixed' scaling with
+    ``max_value=tif_scale``."""
+    return RasterRule(scaling="fixed", max_value=float(tif_scale), rgb_bands=tuple(rgb_bands))
 
 
 def read_classification_image(
-    path: str | Path, *, rgb_bands: Sequence[int] = (4, 3, 2), tif_scale: float = 3000.0
+    path: str | Path,
+    *,
+    rgb_bands: Sequence[int] = (4, 3, 2),
+    tif_scale: float = 3000.0,
+    raster: RasterRule | None = None,
 ) -> PILImage.Image:
-    """An RGB PIL image from a jpg/png/... or a GeoTIFF (see the module docstring for the band rule).
+    """An RGB PIL image of any image file under ``raster`` (default: :func:`classification_rule`).
 
     Raises ``ValueError`` naming the file when it cannot be read.
     """
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            return PILImage.fromarray(_read_geotiff_rgb(path, rgb_bands, tif_scale), mode="RGB")
-        with PILImage.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except Exception as e:  # pillow / rasterio raise many types for broken files
-        raise ValueError(f"cannot read image {path}: {e}") from e
+    rule = raster or classification_rule(rgb_bands, tif_scale)
+    return PILImage.fromarray(read_rgb_array(path, rule), mode="RGB")
 
 
 def _images_in(folder: Path, extensions: Sequence[str]) -> list[Path]:
@@ -112,7 +105,7 @@ def scan_class_folders(
 ) -> tuple[list[str], list[tuple[Path, int]]]:
     """(classes, [(image, label)]) from ``root/<class>/<image>``; errors name the empty / missing folder."""
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
+        raise FileNotFoundError(f"dataset folder not found: {root}{folder_hint(root)}")
     if classes is None:
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:
@@ -121,10 +114,10 @@ def scan_class_folders(
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
-            raise FileNotFoundError(f"class folder not found: {folder}")
+            raise FileNotFoundError(f"class folder not found: {folder}{folder_hint(folder)}")
         images = _images_in(folder, extensions)
         if not images:
-            raise ValueError(f"class folder {folder} has no images ({', '.join(extensions)})")
+            raise ValueError(f"class folder {folder} has no images ({', '.join(extensions)}){content_hint(folder)}")
         samples += [(p, label) for p in images]
     return list(classes), samples
 
@@ -139,11 +132,13 @@ class ClassificationDataset(Dataset):
         transform: Callable | None = None,
         rgb_bands: Sequence[int] = (4, 3, 2),
         tif_scale: float = 3000.0,
+        raster: RasterRule | None = None,
     ) -> None:
         if len(set(classes)) != len(classes):
             raise ValueError(f"duplicate class names in {list(classes)}")
         self.samples, self.classes, self.transform = samples, list(classes), transform
         self.rgb_bands, self.tif_scale = tuple(rgb_bands), tif_scale
+        self.raster = raster or classification_rule(rgb_bands, tif_scale)
 
     @property
     def num_classes(self) -> int:
@@ -158,12 +153,21 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path, label = self.samples[index]
-        image = read_classification_image(path, rgb_bands=self.rgb_bands, tif_scale=self.tif_scale)
+        image = read_classification_image(path, raster=self.raster)
         if self.transform is not None:
             out = self.transform(image)
         else:
             out = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
         return {"image": out, "label": torch.tensor(label, dtype=torch.int64), "image_path": str(path)}
+
+    def check_item(self, index: int, level: str = "quick") -> None:
+        """Raise (naming the file) when image ``index`` is unreadable, truncated or refused by the raster rule;
+        'quick' reads the header, 'full' decodes the pixels."""
+        path = self.samples[index][0]
+        if level == "full":
+            read_rgb_array(path, self.raster)
+        else:
+            check_raster(path, self.raster)
 
 
 class ClassFolder(ClassificationDataset):
@@ -173,7 +177,7 @@ class ClassFolder(ClassificationDataset):
         root: the folder holding one sub-folder per class.
         classes: class names in label order; default: the sorted sub-folder names.
         extensions: accepted image suffixes (lower case).
-        rgb_bands, tif_scale: GeoTIFF rule (module docstring).
+        rgb_bands, tif_scale: GeoTIFF rule (module docstring); raster: a whole raster rule instead.
     """
 
     def __init__(
@@ -184,10 +188,11 @@ class ClassFolder(ClassificationDataset):
         transform: Callable | None = None,
         rgb_bands: Sequence[int] = (4, 3, 2),
         tif_scale: float = 3000.0,
+        raster: RasterRule | None = None,
     ) -> None:
         self.root = Path(root)
         names, samples = scan_class_folders(self.root, classes, tuple(e.lower() for e in extensions))
-        super().__init__(samples, names, transform, rgb_bands, tif_scale)
+        super().__init__(samples, names, transform, rgb_bands, tif_scale, raster)
 
 
 class EuroSAT(ClassFolder):
@@ -207,16 +212,31 @@ class EuroSAT(ClassFolder):
         transform: Callable | None = None,
         rgb_bands: Sequence[int] = (4, 3, 2),
         tif_scale: float = 3000.0,
+        raster: RasterRule | None = None,
     ) -> None:
+        if layout not in ("mtp", "release"):
+            raise ValueError(f"layout must be 'mtp' or 'release', got {layout!r}")
+        root = Path(root)
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        if layout == "release" and {"train", "val"} <= set(found) and classes is None:
+            raise ValueError(f"{root} holds train/ and val/ folders (the 'mtp' layout) but layout='release' would read "
+                             "them as two classes: set layout: mtp")  # fmt: skip
+        if layout == "mtp" and found and "train" not in found and set(found) & set(EUROSAT_CLASSES):
+            raise FileNotFoundError(f"{root} holds class folders ({', '.join(found[:3])}, ...: the 'release' layout) "
+                                    f"but layout='mtp' reads {root}/{split}/<class>/: set layout: release")  # fmt: skip
         if layout == "mtp":
             if split not in ("train", "val"):
                 raise ValueError(f"layout 'mtp' has splits 'train' and 'val', got {split!r}")
-            super().__init__(Path(root) / split, classes, IMAGE_EXTENSIONS, transform, rgb_bands, tif_scale)
-        elif layout == "release":
-            super().__init__(root, classes, IMAGE_EXTENSIONS, transform, rgb_bands, tif_scale)
-            self.samples = seeded_split(self.samples, split, val_fraction, seed)
+            super().__init__(root / split, classes, IMAGE_EXTENSIONS, transform, rgb_bands, tif_scale, raster)
         else:
-            raise ValueError(f"layout must be 'mtp' or 'release', got {layout!r}")
+            super().__init__(root, classes, IMAGE_EXTENSIONS, transform, rgb_bands, tif_scale, raster)
+            self.samples = seeded_split(self.samples, split, val_fraction, seed)
+        if classes is None and tuple(self.classes) != EUROSAT_CLASSES:
+            extra = sorted(set(self.classes) - set(EUROSAT_CLASSES))
+            missing = sorted(set(EUROSAT_CLASSES) - set(self.classes))
+            log.warning("EuroSAT %s: the class folders differ from the 10 EuroSAT classes (not EuroSAT: %s; "
+                        "absent: %s); labels follow the sorted folder names", root, extra or "none",
+                        missing or "none")  # fmt: skip
         self.split, self.layout = split, layout
 
 
@@ -263,6 +283,7 @@ class RESISC45(ClassificationDataset):
         train_fraction: float = 0.2,
         seed: int = 0,
         transform: Callable | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         self.root = Path(root)
         if split_file is None:
@@ -277,7 +298,7 @@ class RESISC45(ClassificationDataset):
                 names = list(classes)
             names = names or list(RESISC45_CLASSES)
             samples = self._read_split_file(Path(split_file), names)
-        super().__init__(samples, names, transform)
+        super().__init__(samples, names, transform, raster=raster)
 
     def _read_split_file(self, split_file: Path, classes: list[str]) -> list[tuple[Path, int]]:
         if not split_file.is_file():
@@ -319,11 +340,12 @@ class UnlabelledImages(ClassificationDataset):
         transform: Callable | None = None,
         rgb_bands: Sequence[int] = (4, 3, 2),
         tif_scale: float = 3000.0,
+        raster: RasterRule | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {self.root}")
+            raise FileNotFoundError(f"image folder not found: {self.root}{folder_hint(self.root)}")
         images = _images_in(self.root, tuple(e.lower() for e in extensions))
         if not images:
-            raise ValueError(f"no images ({', '.join(extensions)}) in {self.root}")
-        super().__init__([(p, -1) for p in images], [], transform, rgb_bands, tif_scale)
+            raise ValueError(f"no images ({', '.join(extensions)}) in {self.root}{content_hint(self.root)}")
+        super().__init__([(p, -1) for p in images], [], transform, rgb_bands, tif_scale, raster)

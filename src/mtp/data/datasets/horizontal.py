@@ -2,7 +2,7 @@
 
 Sample dict returned by ``dataset[i]`` (before ``transform``):
 
-* ``"image"``: ``tv_tensors.Image`` uint8 (3, H, W) RGB;
+* ``"image"``: ``tv_tensors.Image`` uint8 (3, H, W) RGB (raster rule ``raster``, :mod:`mtp.data.datasets.rasters`);
 * ``"boxes"``: ``tv_tensors.BoundingBoxes`` float32 (N, 4), format ``XYXY``, absolute pixels, continuous
   coordinates (pixel k covers [k, k + 1); mmdet / torchvision), ``canvas_size=(H, W)``, always inside the
   image (clipped when read, see below);
@@ -14,8 +14,9 @@ Sample dict returned by ``dataset[i]`` (before ``transform``):
 
 Annotations are parsed when the dataset is built (like mmdet's ``load_data_list``), so bad files fail early
 with :class:`~mtp.data.datasets.rotated_formats.AnnotationError` naming the file and the object index (xml)
-or annotation index (json); images or annotation files that are listed but missing raise
-``FileNotFoundError`` naming the path. Boxes reaching outside the image are clipped to it (mmdet clips after
+or annotation index (json) — one :class:`~mtp.data.datasets.files.DatasetProblemsError` listing all of them
+when there are several; images or annotation files that are listed but missing raise ``FileNotFoundError``
+naming the path(s). Boxes reaching outside the image are clipped to it (mmdet clips after
 its resize, which gives the same boxes) and counted in ``num_clipped``; boxes with nothing left inside are
 dropped and counted in ``num_skipped["outside"]``; both are logged once per dataset.
 
@@ -36,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mtp.data.datasets.files import image_size, read_rgb
+from mtp.data.datasets.files import DatasetProblemsError, image_size, read_rgb
 from mtp.data.datasets.horizontal_formats import (
     ImageRecord,
     clip_boxes,
@@ -44,8 +45,9 @@ from mtp.data.datasets.horizontal_formats import (
     load_coco_records,
     parse_voc_hbb,
 )
+from mtp.data.datasets.rasters import DEFAULT_RULE, RasterRule, check_raster
 from mtp.data.datasets.rotated import DIOR_R_CLASSES
-from mtp.data.datasets.rotated_formats import find_image, require_dir
+from mtp.data.datasets.rotated_formats import AnnotationError, find_image, require_dir
 from mtp.data.datasets.segmentation import _default_palette
 
 __all__ = ["DIOR", "DIOR_CLASSES", "COCODetection", "HorizontalDetectionDataset", "dior_ann_dir", "dior_split_ids"]
@@ -65,7 +67,7 @@ class HorizontalDetectionDataset(Dataset):
     ``transform`` (settable) is applied last to the sample dict (see the module docstring); ``filter_empty``
     and ``min_size`` (settable) select the visible images; ``with_masks`` adds ``"masks"`` when the records
     carry segmentations. ``num_clipped`` / ``num_skipped`` (reason → count) report what the reader clipped
-    or left out.
+    or left out. ``raster``: how images become uint8 RGB (:class:`~mtp.data.datasets.rasters.RasterRule`).
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class HorizontalDetectionDataset(Dataset):
         with_masks: bool = False,
         num_clipped: int = 0,
         num_skipped: dict[str, int] | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         self.classes = tuple(classes)
+        self.raster = raster or DEFAULT_RULE
         self.palette = tuple(tuple(c) for c in palette) if palette is not None else _default_palette(len(classes))
         if len(self.palette) != len(self.classes):
             raise ValueError(f"{len(self.classes)} classes but {len(self.palette)} palette colours")
@@ -149,12 +153,18 @@ class HorizontalDetectionDataset(Dataset):
 
     def load_sample(self, index: int) -> dict[str, Any]:
         """The sample dict before ``transform`` (see the module docstring)."""
-        record = self.records[self._index[index]]
-        image = read_rgb(record.path)
+        return self._load(self.records[self._index[index]])
+
+    @staticmethod
+    def _size_error(record: ImageRecord, hw: tuple[int, int]) -> ValueError:
+        return ValueError(f"{record.path}: image is {hw[0]}x{hw[1]} (HxW) but its annotation says "
+                          f"{record.hw[0]}x{record.hw[1]}")  # fmt: skip
+
+    def _load(self, record: ImageRecord) -> dict[str, Any]:
+        image = read_rgb(record.path, self.raster)
         hw = (int(image.shape[-2]), int(image.shape[-1]))
         if hw != tuple(record.hw):
-            raise ValueError(f"image {record.path} is {hw[0]}x{hw[1]} (HxW) but its annotation says "
-                             f"{record.hw[0]}x{record.hw[1]}")  # fmt: skip
+            raise self._size_error(record, hw)
         sample: dict[str, Any] = {
             "image": tv_tensors.Image(image),
             "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(record.boxes.copy()), format="XYXY", canvas_size=hw),
@@ -169,13 +179,28 @@ class HorizontalDetectionDataset(Dataset):
                 try:
                     masks[k] = decode_segmentation(seg, hw)
                 except (ValueError, TypeError, KeyError) as e:
-                    raise ValueError(f"cannot decode the segmentation of object {k} of {record.path}: {e}") from e
+                    raise ValueError(f"{record.path}: cannot decode the segmentation of object {k}: {e}") from e
             sample["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
         return sample
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.load_sample(index)
         return self.transform(sample) if self.transform is not None else sample
+
+    def scan_size(self) -> int:
+        """Number of images the data check visits (all records, filtered or not)."""
+        return len(self.records)
+
+    def check_item(self, index: int, level: str = "quick") -> None:
+        """Raise (naming the file) when image ``index`` (of all records) is unreadable, truncated, refused by the
+        raster rule or not of the size its annotation states; 'full' also decodes it (and its instance masks)."""
+        record = self.records[index]
+        if level == "full":
+            self._load(record)
+            return
+        hw = check_raster(record.path, self.raster).hw
+        if hw != tuple(record.hw):
+            raise self._size_error(record, hw)
 
     def label_counts(self) -> np.ndarray:
         """Objects per class over the visible images, int64 (num_classes,)."""
@@ -229,6 +254,7 @@ class DIOR(HorizontalDetectionDataset):
         filter_empty: bool = False,
         min_size: int = 0,
         palette: Sequence[Sequence[int]] | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         if split not in self.SPLITS:
             raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
@@ -237,21 +263,38 @@ class DIOR(HorizontalDetectionDataset):
         images_dir = require_dir(root / ("JPEGImages-test" if split == "test" else "JPEGImages-trainval"), "image")
         ann_dir = dior_ann_dir(root)
         class_map = {n: i for i, n in enumerate(DIOR_CLASSES)}
-        records, clipped, outside = [], 0, 0
+        records, clipped, outside, errors, missing = [], 0, 0, [], []
         for image_id in ids:
             ann = ann_dir / f"{image_id}.xml"
             if not ann.is_file():
-                raise FileNotFoundError(f"annotation file not found: {ann}")
-            path = find_image(images_dir, image_id, (".jpg", ".png", ".tif"))
-            objects = parse_voc_hbb(ann, class_map)
-            hw = objects.hw or image_size(path)
+                missing.append(f"annotation file not found: {ann}")
+                continue
+            try:
+                path = find_image(images_dir, image_id, (".jpg", ".png", ".tif"))
+            except FileNotFoundError as e:
+                missing.append(str(e))
+                continue
+            try:
+                objects = parse_voc_hbb(ann, class_map)
+                hw = objects.hw or image_size(path)
+            except (AnnotationError, ValueError) as e:
+                errors.append(e)
+                continue
             boxes, keep, changed = clip_boxes(objects.boxes, hw)
             clipped += int((changed & keep).sum())
             outside += int((~keep).sum())
             records.append(ImageRecord(path, image_id, hw, boxes[keep], objects.labels[keep]))
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} file(s) of the ids of split {split!r} not found:\n  "
+                                    + "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else ""))  # fmt: skip
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise DatasetProblemsError(f"{len(errors)} bad annotation files", [str(e) for e in errors])
         self.split = split
         super().__init__(records, DIOR_CLASSES, palette=palette, transform=transform, filter_empty=filter_empty,
-                         min_size=min_size, num_clipped=clipped, num_skipped={"outside": outside})  # fmt: skip
+                         min_size=min_size, num_clipped=clipped, num_skipped={"outside": outside},
+                         raster=raster)  # fmt: skip
         self._log_load_counts(f"DIOR {split} ({root})")
 
 
@@ -283,11 +326,12 @@ class COCODetection(HorizontalDetectionDataset):
         filter_empty: bool = False,
         min_size: int = 0,
         palette: Sequence[Sequence[int]] | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         content = load_coco_records(Path(images_dir), Path(ann_file), classes=classes, with_masks=with_masks)
         self.ann_file = Path(ann_file)
         self.category_ids = content.category_ids
         super().__init__(content.records, content.classes, palette=palette, transform=transform,
                          filter_empty=filter_empty, min_size=min_size, with_masks=with_masks,
-                         num_clipped=content.num_clipped, num_skipped=content.num_skipped)  # fmt: skip
+                         num_clipped=content.num_clipped, num_skipped=content.num_skipped, raster=raster)  # fmt: skip
         self._log_load_counts(str(self.ann_file))

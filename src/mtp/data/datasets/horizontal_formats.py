@@ -241,6 +241,45 @@ def _images(data: dict, ann_file: Path, images_dir: Path) -> dict[Any, ImageReco
     return records
 
 
+def _add_annotation(
+    k: int,
+    ann: Any,
+    ann_file: Path,
+    records: dict[Any, ImageRecord],
+    id_to_name: dict[Any, str],
+    cat_to_label: dict[Any, int],
+    objects: dict[Any, tuple[list, list, list]],
+    with_masks: bool,
+) -> str | None:
+    """Check one json annotation and add it to ``objects``; returns the skip reason, 'clipped' or None."""
+    where = f"{ann_file}: annotation {k} (id {ann.get('id') if isinstance(ann, dict) else None!r})"
+    if not isinstance(ann, dict):
+        raise AnnotationError(f"{where}: not an object")
+    if ann.get("image_id") not in records:
+        raise AnnotationError(f"{where}: unknown image_id {ann.get('image_id')!r}")
+    if ann.get("category_id") not in id_to_name:
+        raise AnnotationError(f"{where}: unknown category_id {ann.get('category_id')!r}")
+    x, y, w, h = parse_coco_bbox(ann.get("bbox"), where)
+    area = ann.get("area")
+    if ann["category_id"] not in cat_to_label:
+        return "other_category"
+    if ann.get("iscrowd", 0):
+        return "crowd"
+    if w < 1 or h < 1 or (isinstance(area, (int, float)) and area <= 0):
+        return "small"  # mmdet CocoDataset.parse_data_info skips these
+    ih, iw = records[ann["image_id"]].hw
+    box = (min(max(x, 0.0), iw), min(max(y, 0.0), ih), min(max(x + w, 0.0), iw), min(max(y + h, 0.0), ih))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return "outside"
+    if with_masks:
+        check_segmentation(ann.get("segmentation"), where)
+    boxes, labels, segs = objects[ann["image_id"]]
+    boxes.append(box)
+    labels.append(cat_to_label[ann["category_id"]])
+    segs.append(ann.get("segmentation"))
+    return "clipped" if box != (x, y, x + w, y + h) else None
+
+
 def load_coco_records(
     images_dir: Path, ann_file: Path, *, classes: Sequence[str] | None = None, with_masks: bool = False
 ) -> CocoContent:
@@ -257,38 +296,23 @@ def load_coco_records(
     objects: dict[Any, tuple[list, list, list]] = {i: ([], [], []) for i in records}
     skipped = dict.fromkeys(COCO_SKIP_REASONS, 0)
     clipped = 0
+    errors: list[str] = []
     for k, ann in enumerate(data.get("annotations") or []):
-        where = f"{ann_file}: annotation {k} (id {ann.get('id') if isinstance(ann, dict) else None!r})"
-        if not isinstance(ann, dict):
-            raise AnnotationError(f"{where}: not an object")
-        if ann.get("image_id") not in records:
-            raise AnnotationError(f"{where}: unknown image_id {ann.get('image_id')!r}")
-        if ann.get("category_id") not in id_to_name:
-            raise AnnotationError(f"{where}: unknown category_id {ann.get('category_id')!r}")
-        x, y, w, h = parse_coco_bbox(ann.get("bbox"), where)
-        area = ann.get("area")
-        reason = None
-        if ann["category_id"] not in cat_to_label:
-            reason = "other_category"
-        elif ann.get("iscrowd", 0):
-            reason = "crowd"
-        elif w < 1 or h < 1 or (isinstance(area, (int, float)) and area <= 0):
-            reason = "small"  # mmdet CocoDataset.parse_data_info skips these
-        record = records[ann["image_id"]]
-        ih, iw = record.hw
-        box = (min(max(x, 0.0), iw), min(max(y, 0.0), ih), min(max(x + w, 0.0), iw), min(max(y + h, 0.0), ih))
-        if reason is None and (box[2] <= box[0] or box[3] <= box[1]):
-            reason = "outside"
-        if reason is not None:
-            skipped[reason] += 1
+        try:
+            reason = _add_annotation(k, ann, ann_file, records, id_to_name, cat_to_label, objects, with_masks)
+        except AnnotationError as e:
+            errors.append(str(e))
             continue
-        if with_masks:
-            check_segmentation(ann.get("segmentation"), where)
-        clipped += box != (x, y, x + w, y + h)
-        boxes, labels, segs = objects[ann["image_id"]]
-        boxes.append(box)
-        labels.append(cat_to_label[ann["category_id"]])
-        segs.append(ann.get("segmentation"))
+        if reason == "clipped":
+            clipped += 1
+        elif reason is not None:
+            skipped[reason] += 1
+    if len(errors) == 1:
+        raise AnnotationError(errors[0])
+    if errors:
+        from mtp.data.datasets.files import DatasetProblemsError
+
+        raise DatasetProblemsError(f"{ann_file}: {len(errors)} bad annotations", errors)
     for image_id, record in records.items():
         boxes, labels, segs = objects[image_id]
         record.boxes = np.asarray(boxes, np.float32).reshape(-1, 4)

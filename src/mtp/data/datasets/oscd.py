@@ -29,21 +29,29 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from mtp.data.datasets.change_detection import CD_CLASSES, CD_PALETTE, read_label, write_pair
+from mtp.data.datasets.rasters import raster_info, valid_pixels
 
 __all__ = ["OSCDSentinel2", "read_band", "write_oscd_patches"]
 
 
 def read_band(path: Path) -> np.ndarray:
-    """(H, W) float32 digital numbers of band 1 of a GeoTIFF; ``ValueError`` naming unreadable files."""
+    """(H, W) float32 digital numbers of band 1 of a GeoTIFF; pixels equal to the declared nodata become 0;
+    ``ValueError`` naming the file for unreadable files and NaN / Inf values that are not declared nodata."""
     import rasterio
 
     if not path.is_file():
-        raise FileNotFoundError(f"band file not found: {path}")
+        raise FileNotFoundError(f"{path}: band file not found")
     try:
         with rasterio.open(path) as src:
-            return src.read(1).astype(np.float32)
+            band, nodata = src.read(1), src.nodata
     except rasterio.errors.RasterioError as e:
-        raise ValueError(f"cannot read band {path}: {e}") from e
+        cause = e.__cause__ or e
+        raise ValueError(f"{path}: cannot read band: {cause}") from e
+    valid = valid_pixels(band[None], nodata, path)
+    band = band.astype(np.float32)
+    if valid is not None:
+        band[~valid[0]] = 0.0
+    return band
 
 
 class OSCDSentinel2(Dataset):
@@ -133,7 +141,31 @@ class OSCDSentinel2(Dataset):
             raise ValueError(f"change map {path}: unexpected value(s) {bad[:10]}, expected 1 (unchanged) / 2 (changed)")
         return torch.from_numpy(raw - 1)
 
+    def check_item(self, index: int, level: str = "quick") -> None:
+        """Raise (naming the file) at the first problem of city ``index``: 'quick' reads the band headers of both
+        dates (equal sizes) and finds the change map, 'full' decodes everything."""
+        if level == "full":
+            self.load_sample(index)
+            return
+        city, sizes = self.cities[index], {}
+        for date in (1, 2):
+            for band in self.bands:
+                path = self.band_path(city, date, band)
+                sizes[path] = raster_info(path).hw
+        first = next(iter(sizes))
+        for path, hw in sizes.items():
+            if hw != sizes[first]:
+                raise ValueError(
+                    f"{path}: band is {hw[0]}x{hw[1]} (HxW) but {first} is {sizes[first][0]}x{sizes[first][1]}"
+                )
+        self.label_path(city)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.load_sample(index)
+        return self.transform(sample) if self.transform is not None else sample
+
+    def load_sample(self, index: int) -> dict[str, Any]:
+        """The sample dict of city ``index`` before ``transform``."""
         city = self.cities[index]
         image_a, image_b = self.read_rgb(city, 1), self.read_rgb(city, 2)
         if image_a.shape != image_b.shape:
@@ -156,7 +188,7 @@ class OSCDSentinel2(Dataset):
             if tuple(label.shape) != tuple(image_a.shape[1:]):
                 raise ValueError(f"change map {path_label} is {tuple(label.shape)}, images {tuple(image_a.shape[1:])}")
             sample["mask"] = tv_tensors.Mask(label)
-        return self.transform(sample) if self.transform is not None else sample
+        return sample
 
 
 def _starts(size: int, patch: int) -> list[int]:

@@ -6,8 +6,11 @@ names as written, the difficult flags, and the labels when a ``class_map`` name 
 names are then errors). Bad input raises :class:`AnnotationError` (a ``ValueError``) whose
 message starts with ``<file>:<line>:`` for txt files and ``<file>: object <k>:`` (0-based object index) for
 xml files. Degenerate polygons (two consecutive equal vertices, as MTP's DIOR-R / FAIR1M loaders check, or a
-zero shoelace area) are not errors: they are dropped and reported in ``Annotations.skipped`` (the line
-numbers / object indices), so the caller can count and log them.
+zero area) are not errors: they are dropped and reported in ``Annotations.skipped`` (the line numbers / object
+indices), so the caller can count and log them. Self-crossing quadrilaterals (a "bow tie": the four corners of a
+box written in the wrong order) are reordered around their centre (clockwise on screen, from the first point)
+and reported in ``Annotations.reordered``: their rotated box (the minimum-area rectangle of the four points) is
+unchanged, and the polygon used for evaluation and plotting becomes a valid one.
 
 DOTA txt rules (docs/CONVENTIONS.md#dota-labeltxt): fields ``x1 y1 x2 y2 x3 y3 x4 y4 class [difficult]``,
 separated by white space; a line without the difficult field has difficult 0; difficult may be 0, 1 or 2
@@ -27,13 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mtp.data.datasets.files import content_hint, folder_hint
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "AnnotationError",
     "Annotations",
     "find_image",
     "is_degenerate",
+    "is_self_crossing",
     "list_files",
+    "outside_image",
     "pair_by_annotation",
     "parse_dior_xml",
     "parse_dota_line",
@@ -41,6 +48,7 @@ __all__ = [
     "parse_fair1m_xml",
     "require_dir",
     "txt_layout_items",
+    "untangle",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,17 +74,24 @@ class Annotations:
     """Objects of one annotation file. ``polys`` (N, 8) float32, ``names`` N class names as written,
     ``difficult`` (N,) int64 as written (0/1/2), ``labels`` (N,) int64 (-1 when no ``class_map`` was given);
     ``skipped``: line numbers (txt, 1-based) or object indices (xml, 0-based) of the dropped degenerate
-    polygons."""
+    polygons; ``reordered``: those of the self-crossing polygons that were reordered (kept)."""
 
     polys: np.ndarray = field(default_factory=lambda: np.zeros((0, 8), np.float32))
     names: list[str] = field(default_factory=list)
     difficult: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     skipped: list[int] = field(default_factory=list)
+    reordered: list[int] = field(default_factory=list)
 
     @classmethod
     def build(
-        cls, polys: list, names: list[str], difficult: list[int], labels: list[int], skipped: list[int]
+        cls,
+        polys: list,
+        names: list[str],
+        difficult: list[int],
+        labels: list[int],
+        skipped: list[int],
+        reordered: list[int] | None = None,
     ) -> Annotations:
         return cls(
             np.asarray(polys, np.float32).reshape(-1, 8),
@@ -84,6 +99,7 @@ class Annotations:
             np.asarray(difficult, np.int64).reshape(-1),
             np.asarray(labels, np.int64).reshape(-1),
             skipped,
+            list(reordered or []),
         )
 
 
@@ -98,13 +114,64 @@ def _label(name: str, class_map: Mapping[str, int] | None, where: str) -> int:
 
 
 def is_degenerate(poly: np.ndarray | list[float]) -> bool:
-    """True for two (cyclically) consecutive equal vertices or a zero shoelace area (below 1e-6 px²)."""
+    """True for two (cyclically) consecutive equal vertices or a zero area (below 1e-6 px²; the area of the
+    reordered quad for a self-crossing one)."""
     p = np.asarray(poly, np.float64).reshape(4, 2)
     q = np.roll(p, -1, axis=0)
     if np.any(np.all(p == q, axis=1)):
         return True
+    if is_self_crossing(p):
+        p = untangle(p).reshape(4, 2)
+        q = np.roll(p, -1, axis=0)
     area = 0.5 * abs(float(np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1])))
     return area < 1e-6
+
+
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+
+def _segments_cross(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> bool:
+    """Proper crossing of segments p1p2 and q1q2 (touching or collinear overlaps do not count)."""
+    d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
+    d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
+    return d1 * d2 < 0 and d3 * d4 < 0
+
+
+def is_self_crossing(poly: np.ndarray | list[float]) -> bool:
+    """True when a quadrilateral's opposite edges cross (a "bow tie")."""
+    p = np.asarray(poly, np.float64).reshape(4, 2)
+    return _segments_cross(p[0], p[1], p[2], p[3]) or _segments_cross(p[1], p[2], p[3], p[0])
+
+
+def untangle(poly: np.ndarray | list[float]) -> np.ndarray:
+    """The four points ordered by angle around their mean, clockwise on screen (y down), from the first point;
+    (8,) float64."""
+    p = np.asarray(poly, np.float64).reshape(4, 2)
+    angle = np.arctan2(p[:, 1] - p[:, 1].mean(), p[:, 0] - p[:, 0].mean())
+    order = np.argsort((angle - angle[0]) % (2 * np.pi), kind="stable")
+    return p[order].reshape(8)
+
+
+def outside_image(polys: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(N,) bool: the axis-aligned bounding box of each (N, 8) polygon has no area inside the image
+    [0, W] × [0, H] (the rule of every reader: such objects are dropped and counted as 'outside')."""
+    h, w = hw
+    xs, ys = polys[:, 0::2], polys[:, 1::2]
+    inside_w = np.minimum(xs.max(1), w) - np.maximum(xs.min(1), 0)
+    inside_h = np.minimum(ys.max(1), h) - np.maximum(ys.min(1), 0)
+    return ~((inside_w > 0) & (inside_h > 0))
+
+
+def _accept_polygon(coords: list[float], where: int, skipped: list[int], reordered: list[int]) -> list[float] | None:
+    """The polygon to keep (reordered when self-crossing) or None when degenerate; records ``where``."""
+    if is_degenerate(coords):
+        skipped.append(where)
+        return None
+    if is_self_crossing(coords):
+        reordered.append(where)
+        return untangle(coords).tolist()
+    return coords
 
 
 def _float(token: str) -> float | None:
@@ -156,21 +223,21 @@ def parse_dota_txt(path: Path, class_map: Mapping[str, int] | None = None) -> An
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise AnnotationError(f"cannot read annotation file {path}: {e}") from e
-    polys, names, difficult, labels, skipped = [], [], [], [], []
+    polys, names, difficult, labels, skipped, reordered = [], [], [], [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         parsed = parse_dota_line(line, f"{path}:{number}")
         if parsed is None:
             continue
         coords, name, diff = parsed
         label = _label(name, class_map, f"{path}:{number}")
-        if is_degenerate(coords):
-            skipped.append(number)
+        kept = _accept_polygon(coords, number, skipped, reordered)
+        if kept is None:
             continue
-        polys.append(coords)
+        polys.append(kept)
         names.append(name)
         difficult.append(diff)
         labels.append(label)
-    return Annotations.build(polys, names, difficult, labels, skipped)
+    return Annotations.build(polys, names, difficult, labels, skipped, reordered)
 
 
 def _xml_root(path: Path) -> ET.Element:
@@ -190,7 +257,7 @@ def parse_dior_xml(path: Path, class_map: Mapping[str, int] | None = None) -> An
     """DIOR-R xml: ``object/name`` (lower-cased) and ``object/robndbox`` with the eight fields x_left_top …
     y_left_bottom (docs/CONVENTIONS.md#dior-r-xml). The xml ``difficult`` tag is ignored (all 0)."""
     root = _xml_root(path)
-    polys, names, labels, skipped = [], [], [], []
+    polys, names, labels, skipped, reordered = [], [], [], [], []
     for k, obj in enumerate(root.iter("object")):
         where = f"{path}: object {k}"
         name = (_text(obj.find("name")) or "").lower()
@@ -209,26 +276,28 @@ def parse_dior_xml(path: Path, class_map: Mapping[str, int] | None = None) -> An
             if v is None:
                 raise AnnotationError(f"{where}: non-numeric <{tag}> {raw!r}")
             coords.append(v)
-        if is_degenerate(coords):
-            skipped.append(k)
+        kept = _accept_polygon(coords, k, skipped, reordered)
+        if kept is None:
             continue
-        polys.append(coords)
+        polys.append(kept)
         names.append(name)
         labels.append(label)
-    return Annotations.build(polys, names, [0] * len(names), labels, skipped)
+    return Annotations.build(polys, names, [0] * len(names), labels, skipped, reordered)
 
 
 def parse_fair1m_xml(path: Path, class_map: Mapping[str, int] | None = None) -> Annotations:
     """FAIR1M-2.0 release xml: ``objects/object`` with ``possibleresult/name`` and ``points/point`` "x,y";
     4 points, or 5 with the last equal to the first (the release closes the ring). Names as written."""
     root = _xml_root(path)
-    polys, names, labels, skipped = [], [], [], []
+    polys, names, labels, skipped, reordered = [], [], [], [], []
     for k, obj in enumerate(root.iter("object")):
         where = f"{path}: object {k}"
         name = _text(obj.find("possibleresult/name"))
         if not name:
             raise AnnotationError(f"{where}: missing <possibleresult><name>")
         label = _label(name, class_map, where)
+        if obj.find("points") is None:
+            raise AnnotationError(f"{where}: missing <points> (expected <points><point>x,y</point> x 4 or 5)")
         points = obj.findall("points/point")
         xy = []
         for raw in (_text(p) or "" for p in points):
@@ -245,13 +314,13 @@ def parse_fair1m_xml(path: Path, class_map: Mapping[str, int] | None = None) -> 
                 f"i.e. {2 * len(points)} coordinates"
             )
         coords = [v for p in xy for v in p]
-        if is_degenerate(coords):
-            skipped.append(k)
+        kept = _accept_polygon(coords, k, skipped, reordered)
+        if kept is None:
             continue
-        polys.append(coords)
+        polys.append(kept)
         names.append(name)
         labels.append(label)
-    return Annotations.build(polys, names, [0] * len(names), labels, skipped)
+    return Annotations.build(polys, names, [0] * len(names), labels, skipped, reordered)
 
 
 # ------------------------------------------------------------------ folder layouts
@@ -269,9 +338,9 @@ def find_image(images_dir: Path, stem: str, suffixes: Sequence[str] = IMAGE_SUFF
 
 
 def require_dir(path: Path, what: str) -> Path:
-    """``path`` if it is a folder, else ``FileNotFoundError`` naming it."""
+    """``path`` if it is a folder, else ``FileNotFoundError`` naming it (and what its parent holds)."""
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} folder not found: {path}")
+        raise FileNotFoundError(f"{what} folder not found: {path}{folder_hint(path)}")
     return path
 
 
@@ -279,16 +348,26 @@ def list_files(folder: Path, suffixes: Sequence[str], what: str) -> list[Path]:
     """Sorted files of ``folder`` with one of ``suffixes``; errors for a missing or empty folder."""
     files = sorted(p for p in require_dir(folder, what).iterdir() if p.suffix.lower() in suffixes and p.is_file())
     if not files:
-        raise ValueError(f"no {what} files ({', '.join(suffixes)}) in {folder}")
+        raise ValueError(f"no {what} files ({', '.join(suffixes)}) in {folder}{content_hint(folder)}")
     return files
 
 
 def pair_by_annotation(
     images_dir: Path, ann_files: Sequence[Path], suffixes: Sequence[str]
 ) -> list[tuple[Path, Path | None]]:
-    """Every annotation file needs its image (error naming the path); images without one are logged."""
+    """Every annotation file needs its image (one error naming all the missing paths); images without one are
+    logged."""
     require_dir(images_dir, "image")
-    pairs = [(find_image(images_dir, a.stem, suffixes), a) for a in ann_files]
+    pairs, missing = [], []
+    for a in ann_files:
+        try:
+            pairs.append((find_image(images_dir, a.stem, suffixes), a))
+        except FileNotFoundError as e:
+            missing.append(f"{e} (for {a.name})")
+    if missing:
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        listing = "\n  ".join(missing[:10])
+        raise FileNotFoundError(f"{len(missing)} annotation file(s) without their image:\n  {listing}{more}")
     n_images = sum(1 for p in images_dir.iterdir() if p.suffix.lower() in suffixes)
     if n_images > len(pairs):
         log.warning("%d image(s) in %s have no annotation file and are not used", n_images - len(pairs), images_dir)

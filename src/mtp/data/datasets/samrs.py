@@ -35,6 +35,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from mtp.data.datasets.files import mask_header
+from mtp.data.datasets.rasters import RasterRule, check_raster, read_rgb_array
 from mtp.data.datasets.samrs_formats import (
     FAST_CLASSES,
     SAMRS_IMAGE_COUNTS,
@@ -66,19 +68,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+#: SAMRS images: 8-bit RGB decoded with OpenCV (the official loader's backend); other files by the common rule.
+SAMRS_RASTER_RULE = RasterRule(decoder="cv2")
+
+
 def read_bgr_as_rgb(path: Path) -> np.ndarray:
-    """uint8 (H, W, 3) RGB read with OpenCV (the official loader's backend); ``ValueError`` naming the file."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """uint8 (H, W, 3) RGB (OpenCV for 8-bit RGB files, :mod:`mtp.data.datasets.rasters` for the others);
+    ``ValueError`` naming the file."""
+    return read_rgb_array(path, SAMRS_RASTER_RULE)
 
 
 def read_gray(path: Path) -> np.ndarray:
     """uint8 (H, W) gray semantic map as stored; ``ValueError`` naming the file."""
     gray = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if gray is None or gray.ndim != 2 or gray.dtype != np.uint8:
-        raise ValueError(f"cannot read gray semantic map {path} (need a single-channel 8-bit PNG)")
+        raise ValueError(f"{path}: cannot read gray semantic map (need a single-channel 8-bit PNG)")
     return gray
 
 
@@ -89,8 +93,8 @@ class SAMRSDataset(Dataset):
     ``classes``: the 18 / 20 / 37 object classes (label order); ``semantic_classes``: ``('background',) +
     classes``. The json, images, gray maps and box files are cross-checked when the dataset is built
     (``check`` 'files' | 'headers' | 'full'); all mismatches are reported in one
-    :class:`SAMRSConsistencyError`. ``num_skipped`` (reason → count) and ``num_degenerate`` report the
-    filtered annotations. See the module docstring for the sample dict.
+    :class:`SAMRSConsistencyError`. ``num_skipped`` (reason → count), ``num_degenerate`` and
+    ``num_rotated_outside`` report the filtered annotations. See the module docstring for the sample dict.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class SAMRSDataset(Dataset):
         self.semantic_classes: tuple[str, ...] = ("background", *self.classes)
         self.num_skipped: dict[str, int] = stats["skipped"]
         self.num_degenerate: int = stats["degenerate"]
+        self.num_rotated_outside: int = stats["rotated_outside"]
 
     def record(self, index: int) -> SAMRSRecord:
         """Paths, image id, size and annotations of image ``index`` (:meth:`SAMRSStore.record`)."""
@@ -139,8 +144,8 @@ class SAMRSDataset(Dataset):
         gray = read_gray(gray_path)
         hw = (int(st.hw[index, 0]), int(st.hw[index, 1]))
         if image.shape[:2] != hw or gray.shape != hw:
-            raise ValueError(f"{image_path} is {image.shape[:2]}, its gray map {gray_path} is {gray.shape}, the json "
-                             f"says {hw}")  # fmt: skip
+            raise ValueError(f"{image_path}: image is {image.shape[:2]}, its gray map {gray_path} is {gray.shape}, "
+                             f"the json says {hw}")  # fmt: skip
         semantic = gray + np.uint8(1)  # uint8 wrap: 255 -> 0, k -> k + 1
         a, b = st.inst_start[index], st.inst_start[index + 1]
         rboxes, rlabels = st.rotated(index)
@@ -161,7 +166,7 @@ class SAMRSDataset(Dataset):
             try:
                 masks = decode_rles(st.rles(index), hw)
             except (ValueError, TypeError, KeyError) as e:
-                raise ValueError(f"cannot decode the instance masks of {image_path}: {e}") from e
+                raise ValueError(f"{image_path}: cannot decode the instance masks: {e}") from e
             sample["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
         return sample
 
@@ -176,6 +181,32 @@ class SAMRSDataset(Dataset):
             index = int(torch.randint(len(self.store), ()).item())
         raise RuntimeError(f"SAMRS {self.variant}: the transform rejected {len(tried)} samples in a row "
                            f"(e.g. {tried[:5]}); are the instance masks empty?")  # fmt: skip
+
+    def check_item(self, index: int, level: str = "quick") -> None:
+        """Raise (naming the file) at the first problem of image ``index``: 'quick' reads the image and gray-map
+        headers (readable, not truncated, the json size), 'full' decodes both and the instance masks and checks
+        the gray values (0..C-1 and 255)."""
+        st = self.store
+        image_path, gray_path = Path(st.image_paths[index]), Path(st.gray_paths[index])
+        hw = (int(st.hw[index, 0]), int(st.hw[index, 1]))
+        if level == "full":
+            lazy, self.lazy_masks = self.lazy_masks, False
+            try:
+                sample = self.load_sample(index)
+            finally:
+                self.lazy_masks = lazy
+            values = np.unique(sample["semantic"].numpy())  # stored value + 1: 0 = background (255)
+            bad = values[values > self.num_classes]
+            if bad.size:
+                shown = (bad - 1).tolist()[:10]
+                raise ValueError(f"{gray_path}: gray values {shown} outside 0..{self.num_classes - 1} and 255")
+            return
+        image_hw = check_raster(image_path, SAMRS_RASTER_RULE).hw
+        if image_hw != hw:
+            raise ValueError(f"{image_path}: image is {image_hw[0]}x{image_hw[1]} (HxW), the json says {hw[0]}x{hw[1]}")
+        gray_hw = mask_header(gray_path)
+        if gray_hw != hw:
+            raise ValueError(f"{gray_path}: gray map is {gray_hw[0]}x{gray_hw[1]} (HxW), the json says {hw[0]}x{hw[1]}")
 
     def label_counts(self) -> np.ndarray:
         """Instances per class (after the load filter), int64 (num_classes,)."""

@@ -22,7 +22,9 @@ Annotation filter (mmdet ``CocoDataset`` + ``FilterAnnotations`` at load, counte
 logged): ``ignore`` flag, no overlap with the image, ``area <= 0`` or ``w < 1`` or ``h < 1``, a category whose
 name is not in the class list (categories are matched by *name*), ``iscrowd`` (the official reader makes these
 ignored instances, which no MTP loss uses; they are dropped here). Degenerate quads of the box files are
-skipped and counted (``num_degenerate``).
+skipped and counted (``num_degenerate``), quads whose bounding box has no area inside the image are dropped and
+counted (``num_rotated_outside``; the rule of every reader), both logged with the box files; self-crossing
+quads are reordered (:mod:`mtp.data.datasets.rotated_formats`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,13 @@ import numpy as np
 from mtp.data.datasets.files import image_size
 from mtp.data.datasets.horizontal_formats import load_json, parse_coco_bbox
 from mtp.data.datasets.rotated import DIOR_R_CLASSES, FAIR1M_CLASSES
-from mtp.data.datasets.rotated_formats import AnnotationError, parse_dior_xml, parse_dota_txt, require_dir
+from mtp.data.datasets.rotated_formats import (
+    AnnotationError,
+    outside_image,
+    parse_dior_xml,
+    parse_dota_txt,
+    require_dir,
+)
 
 __all__ = [
     "FAST_CLASSES",
@@ -221,10 +229,11 @@ def _read_images(
     return records
 
 
-def _read_boxes(records: dict[Any, SAMRSRecord], layout: SAMRSLayout, problems: _Problems) -> int:
+def _read_boxes(records: dict[Any, SAMRSRecord], layout: SAMRSLayout, problems: _Problems) -> dict[str, int]:
+    """Read every box file into its record; returns {'degenerate': n, 'outside': n} quads dropped (logged)."""
     class_map = {n: i for i, n in enumerate(layout.classes)}
     parser = parse_dota_txt if layout.box_suffix == ".txt" else parse_dior_xml
-    degenerate = 0
+    degenerate, outside, outside_files = 0, 0, []
     for record in records.values():
         if not record.box_path.is_file():
             continue  # reported as missing
@@ -238,9 +247,17 @@ def _read_boxes(records: dict[Any, SAMRSRecord], layout: SAMRSLayout, problems: 
             problems.add("unknown rotated-box class", f"{record.box_path.name} {unknown[:3]}")
             continue
         degenerate += len(ann.skipped)
-        record.polys = ann.polys
-        record.rlabels = np.asarray([class_map[n] for n in ann.names], np.int64).reshape(-1)
-    return degenerate
+        keep = ~outside_image(ann.polys, record.hw) if len(ann.polys) else np.zeros(0, bool)
+        if not keep.all():
+            outside += int((~keep).sum())
+            outside_files.append(f"{record.box_path.name} ({int((~keep).sum())})")
+        record.polys = ann.polys[keep]
+        record.rlabels = np.asarray([class_map[n] for n, k in zip(ann.names, keep, strict=True) if k], np.int64)
+    if outside_files:
+        more = " ..." if len(outside_files) > 10 else ""
+        log.warning("%d rotated box file(s) with quads entirely outside their image (dropped): %s%s",
+                    len(outside_files), ", ".join(outside_files[:10]), more)  # fmt: skip
+    return {"degenerate": degenerate, "outside": outside}
 
 
 def _read_annotations(data: dict, records: dict, classes: Sequence[str], problems: _Problems) -> dict:
@@ -309,7 +326,7 @@ def read_samrs(root: str | Path, variant: str, split: str, check: str = "headers
     """Read and cross-check one SAMRS split. ``check``: 'files' (existence only, directory listings),
     'headers' (+ image / gray-map sizes from the file headers; default), 'full' (+ every gray value).
 
-    Returns (records in json order, stats ``{"skipped": {reason: n}, "degenerate": n}``); raises
+    Returns (records in json order, stats ``{"skipped": {reason: n}, "degenerate": n, "rotated_outside": n}``); raises
     :class:`SAMRSConsistencyError` listing all mismatches, ``FileNotFoundError`` for a missing folder / json."""
     if variant not in SAMRS_LAYOUTS:
         raise ValueError(f"variant must be one of {sorted(SAMRS_LAYOUTS)}, got {variant!r}")
@@ -323,7 +340,8 @@ def read_samrs(root: str | Path, variant: str, split: str, check: str = "headers
         raise AnnotationError(f"{json_path}: a COCO json needs 'images' and 'categories' lists")
     problems = _Problems()
     records = _read_images(data, base, layout, check, problems)
-    degenerate = _read_boxes(records, layout, problems)
+    quads = _read_boxes(records, layout, problems)
+    degenerate = quads["degenerate"]
     skipped = _read_annotations(data, records, layout.classes, problems)
     problems.raise_if_any(f"SAMRS {variant} {split} ({json_path})")
     if not records:
@@ -331,4 +349,5 @@ def read_samrs(root: str | Path, variant: str, split: str, check: str = "headers
     if any(skipped.values()) or degenerate:
         log.warning("SAMRS %s %s: skipped annotations %s; %d degenerate rotated quad(s) skipped", variant, split,
                     {k: v for k, v in skipped.items() if v}, degenerate)  # fmt: skip
-    return list(records.values()), {"skipped": skipped, "degenerate": degenerate}
+    stats = {"skipped": skipped, "degenerate": degenerate, "rotated_outside": quads["outside"]}
+    return list(records.values()), stats

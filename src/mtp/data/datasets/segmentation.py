@@ -2,7 +2,8 @@
 
 Sample dict returned by ``dataset[i]`` (before ``transform``):
 
-* ``"image"``: ``tv_tensors.Image`` uint8 (3, H, W) RGB (any 8-bit PIL mode is converted to RGB);
+* ``"image"``: ``tv_tensors.Image`` uint8 (3, H, W) RGB, read under the raster rule ``raster``
+  (:mod:`mtp.data.datasets.rasters`: grey / RGBA / 16-bit / float / multi-band files);
 * ``"mask"``: ``tv_tensors.Mask`` int64 (H, W), class indices 0..num_classes-1, 255 = ignore (after
   ``reduce_zero_label`` when set); absent for unlabelled (test) images;
 * ``"image_path"``: str; ``"mask_path"``: str or None;
@@ -12,7 +13,9 @@ Masks are single-channel PNGs read as stored (palette PNGs give their indices, a
 ``reduce_zero_label`` (docs/CONVENTIONS.md#masks-and-ignore-index): ``out = v - 1; out[v == 0] = 255;
 out[out == 254] = 255``.
 Bad inputs raise ``FileNotFoundError`` / ``ValueError`` naming the file(s). The value check runs lazily in
-``__getitem__``; :meth:`SegmentationDataset.validate` scans everything eagerly.
+``__getitem__``; :meth:`SegmentationDataset.check_item` checks one sample at the levels of
+:mod:`mtp.data.datasets.checks` (what ``mtp tool check-data`` and the datamodules' ``check`` run), and
+:meth:`SegmentationDataset.validate` scans every mask eagerly and returns class statistics.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mtp.data.datasets.files import image_size, pair_files, read_mask, read_rgb
+from mtp.data.datasets.files import image_size, mask_header, pair_files, read_mask, read_rgb
+from mtp.data.datasets.rasters import DEFAULT_RULE, RasterRule, check_raster
 
 __all__ = [
     "LOVEDA_CLASSES",
@@ -74,7 +78,8 @@ class SegmentationDataset(Dataset):
     """Base class: a list of (image, mask-or-None) files, class metadata and a settable ``transform``.
 
     Subclasses fill ``self.files`` and the metadata; ``transform`` (a callable on the sample dict, e.g. a
-    ``v2.Compose``) is applied last. ``ignore_index`` is 255.
+    ``v2.Compose``) is applied last. ``ignore_index`` is 255. ``raster``: how images become uint8 RGB
+    (:class:`~mtp.data.datasets.rasters.RasterRule`; default: the documented rule).
     """
 
     ignore_index: int = 255
@@ -86,8 +91,10 @@ class SegmentationDataset(Dataset):
         palette: Palette | None = None,
         reduce_zero_label: bool = False,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         self.files = list(files)
+        self.raster = raster or DEFAULT_RULE
         self.classes = tuple(classes)
         self.palette = tuple(tuple(c) for c in palette) if palette is not None else _default_palette(len(classes))
         if len(self.palette) != len(self.classes):
@@ -103,37 +110,41 @@ class SegmentationDataset(Dataset):
         return len(self.files)
 
     def load_mask(self, path: Path) -> torch.Tensor:
-        """int64 (H, W) after ``reduce_zero_label``, checked by :meth:`check_mask`."""
+        """int64 (H, W) class indices: the stored values, checked by :meth:`check_mask`, after
+        ``reduce_zero_label`` when set."""
         mask = read_mask(path)
-        if self.reduce_zero_label:
-            mask = reduce_zero_label(mask)
         self.check_mask(mask, path)
-        return mask
+        return reduce_zero_label(mask) if self.reduce_zero_label else mask
 
     def check_mask(self, mask: torch.Tensor, path: Path) -> None:
-        """Values must lie in [0, num_classes - 1] ∪ {ignore_index}; the error names the file and the values."""
+        """Stored values must be class labels: 0..C-1 and 255 (ignore), or with ``reduce_zero_label`` 1..C (classes)
+        and 0 / 255 (ignore); the error names the file and the values found."""
         values = torch.unique(mask)
-        bad = values[((values >= self.num_classes) & (values != self.ignore_index)) | (values < 0)]
+        lo, hi = (1, self.num_classes) if self.reduce_zero_label else (0, self.num_classes - 1)
+        bad = values[((values < lo) | (values > hi)) & (values != self.ignore_index) & (values != (0 if lo else -1))]
         if bad.numel():
             shown = bad[:10].tolist()
-            raise ValueError(
-                f"mask {path} has values {shown}{' ...' if bad.numel() > 10 else ''} outside "
-                f"[0, {self.num_classes - 1}] ∪ {{{self.ignore_index}}}"
-                + (" (after reduce_zero_label)" if self.reduce_zero_label else "")
+            ignore = (
+                f"0 and {self.ignore_index} = ignore (reduce_zero_label)" if lo else f"{self.ignore_index} = ignore"
             )
+            rule = f"{lo}..{hi} = the {self.num_classes} classes, {ignore}"
+            raise ValueError(f"{path}: mask has values {shown}{' ...' if bad.numel() > 10 else ''} that are not labels "
+                             f"(stored values must be {rule})")  # fmt: skip
+
+    @staticmethod
+    def _size_mismatch(image_path: Path, hw: tuple[int, ...], mask_path: Path, mask_hw: tuple[int, ...]) -> ValueError:
+        return ValueError(f"{mask_path}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its image {image_path} is "
+                          f"{hw[0]}x{hw[1]}")  # fmt: skip
 
     def load_sample(self, index: int) -> dict[str, Any]:
         """The sample dict before ``transform`` (see the module docstring)."""
         image_path, mask_path = self.files[index]
-        image = read_rgb(image_path)
+        image = read_rgb(image_path, self.raster)
         sample: dict[str, Any] = {"image": tv_tensors.Image(image)}
         if mask_path is not None:
             mask = self.load_mask(mask_path)
             if tuple(mask.shape) != tuple(image.shape[-2:]):
-                raise ValueError(
-                    f"size mismatch: image {image_path} is {tuple(image.shape[-2:])} (H, W) but mask "
-                    f"{mask_path} is {tuple(mask.shape)}"
-                )
+                raise self._size_mismatch(image_path, tuple(image.shape[-2:]), mask_path, tuple(mask.shape))
             sample["mask"] = tv_tensors.Mask(mask)
         sample["image_path"] = str(image_path)
         sample["mask_path"] = None if mask_path is None else str(mask_path)
@@ -143,6 +154,20 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.load_sample(index)
         return self.transform(sample) if self.transform is not None else sample
+
+    def check_item(self, index: int, level: str = "quick") -> None:
+        """Raise (``ValueError`` / ``FileNotFoundError`` naming the file) at the first problem of sample ``index``:
+        'quick' reads headers (the image under the raster rule, not truncated; the mask single-channel and of the
+        image's size), 'full' decodes both and checks the mask values."""
+        if level == "full":
+            self.load_sample(index)
+            return
+        image_path, mask_path = self.files[index]
+        hw = check_raster(image_path, self.raster).hw
+        if mask_path is not None:
+            mask_hw = mask_header(mask_path)
+            if mask_hw != hw:
+                raise self._size_mismatch(image_path, hw, mask_path, mask_hw)
 
     def validate(self, max_errors: int = 20) -> dict[str, Any]:
         """Eagerly scan every mask (values, size vs the image header); raise one ``ValueError`` listing up to
@@ -157,9 +182,7 @@ class SegmentationDataset(Dataset):
                     continue
                 mask = self.load_mask(mask_path)
                 if tuple(mask.shape) != hw:
-                    raise ValueError(
-                        f"size mismatch: image {image_path} is {hw} (H, W) but mask {mask_path} is {tuple(mask.shape)}"
-                    )
+                    raise self._size_mismatch(image_path, hw, mask_path, tuple(mask.shape))
                 flat = torch.where(mask == self.ignore_index, self.num_classes, mask).flatten()
                 counts += torch.bincount(flat, minlength=self.num_classes + 1)
             except ValueError as e:
@@ -185,9 +208,10 @@ class ImageMaskFolder(SegmentationDataset):
         palette: Palette | None = None,
         reduce_zero_label: bool = False,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         files = pair_files(Path(images_dir), None if masks_dir is None else Path(masks_dir), img_suffix, mask_suffix)
-        super().__init__(files, classes, palette, reduce_zero_label, transform)
+        super().__init__(files, classes, palette, reduce_zero_label, transform, raster)
 
 
 class LoveDA(SegmentationDataset):
@@ -204,6 +228,18 @@ class LoveDA(SegmentationDataset):
         "trainval": ("Train", "Val"),
         "test": ("Test",),
     }
+    LAYOUTS: ClassVar[dict[str, str]] = {
+        "mtp": "root/{trainval,test}/{images,labels}",
+        "release": "root/{Train,Val,Test}/{Urban,Rural}/{images_png,masks_png}",
+    }
+
+    @staticmethod
+    def _looks_like(root: Path, layout: str) -> bool:
+        if layout == "mtp":
+            return any((d / "images").is_dir() for d in root.iterdir() if d.is_dir())
+        return any(
+            (root / part / "Urban").is_dir() or (root / part / "Rural").is_dir() for part in ("Train", "Val", "Test")
+        )
 
     def __init__(
         self,
@@ -211,9 +247,16 @@ class LoveDA(SegmentationDataset):
         split: str = "trainval",
         layout: str = "mtp",
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        raster: RasterRule | None = None,
     ) -> None:
         root = Path(root)
         labelled = split != "test"
+        if layout not in ("mtp", "release"):
+            raise ValueError(f"layout must be 'mtp' or 'release', got {layout!r}")
+        other = "release" if layout == "mtp" else "mtp"
+        if root.is_dir() and not self._looks_like(root, layout) and self._looks_like(root, other):
+            raise FileNotFoundError(f"{root} holds the LoveDA '{other}' layout ({self.LAYOUTS[other]}) but "
+                                    f"layout={layout!r} reads {self.LAYOUTS[layout]}: set layout: {other}")  # fmt: skip
         if layout == "mtp":
             d = root / split
             files = pair_files(d / "images", d / "labels" if labelled else None, ".png", ".png")
@@ -225,9 +268,8 @@ class LoveDA(SegmentationDataset):
                 for scene in ("Urban", "Rural"):
                     d = root / part / scene
                     files += pair_files(d / "images_png", d / "masks_png" if labelled else None, ".png", ".png")
-        else:
-            raise ValueError(f"layout must be 'mtp' or 'release', got {layout!r}")
-        super().__init__(files, LOVEDA_CLASSES, LOVEDA_PALETTE, reduce_zero_label=True, transform=transform)
+        super().__init__(files, LOVEDA_CLASSES, LOVEDA_PALETTE, reduce_zero_label=True, transform=transform,
+                         raster=raster)  # fmt: skip
 
 
 def loveda_submission_array(pred: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -260,20 +302,22 @@ class SpaceNetV1(SegmentationDataset):
         split: str = "train",
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         check_255_export: bool = True,
+        raster: RasterRule | None = None,
     ) -> None:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         d = Path(root) / ("val" if split == "test" else split)
         files = pair_files(d / "images", d / "labels", ".png", ".png")
         self.check_255_export = check_255_export
-        super().__init__(files, SPACENET_CLASSES, SPACENET_PALETTE, reduce_zero_label=False, transform=transform)
+        super().__init__(files, SPACENET_CLASSES, SPACENET_PALETTE, reduce_zero_label=False, transform=transform,
+                         raster=raster)  # fmt: skip
 
     def check_mask(self, mask: torch.Tensor, path: Path) -> None:
         if self.check_255_export:
             values = set(torch.unique(mask).tolist())
             if 255 in values and values <= {0, 255}:
                 raise ValueError(
-                    f"mask {path} holds 0/255 values and no 1s: it looks like the official 0/255 SpaceNet export, "
+                    f"{path}: mask holds 0/255 values and no 1s: it looks like the official 0/255 SpaceNet export, "
                     "where every building pixel would be ignored. Convert the release with "
                     "`mtp tool spacenet-to-masks --src DIR --out DIR` (0/1 labels)."
                 )
