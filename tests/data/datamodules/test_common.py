@@ -66,12 +66,14 @@ def _segmentation(root):
 
 def _rotated(root):
     write_dota(root, n=4, size=96)
-    return RotatedDetectionDataModule(train=DOTA(root), val=DOTA(root), size=64, batch_size=2, **WORKERS)
+    return RotatedDetectionDataModule(train=DOTA(root), val=DOTA(root), size=64, batch_size=2, drop_last=False,
+                                      **WORKERS)  # fmt: skip
 
 
 def _horizontal(root):
     write_dior(root, n_train=3, n_val=1, n_test=2, size=96)
-    return DetectionDataModule(train=DIOR(root, "trainval"), val=DIOR(root, "test"), size=64, batch_size=2, **WORKERS)
+    return DetectionDataModule(train=DIOR(root, "trainval"), val=DIOR(root, "test"), size=64, batch_size=2,
+                               drop_last=False, **WORKERS)  # fmt: skip
 
 
 def _classification(root):

@@ -19,6 +19,7 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
+from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import WorkerStartMethod
 from mtp.data.datamodules.segmentation import SegmentationDataModule
 from mtp.data.transforms.change import build_change_eval_transform, build_change_train_transform
@@ -36,6 +37,12 @@ class ChangeDetectionDataModule(SegmentationDataModule):
     :func:`~mtp.data.transforms.change.build_change_eval_transform` with ``val_resize`` (official: the crop
     size, keep ratio); ``test`` / ``predict`` with ``test_resize`` (official: None; OSCD 224).
     Official batch: 4 pairs per GPU, 8 workers.
+
+    Bad files: ``check`` ('quick' | 'full' | 'off') scans the datasets of each stage in :meth:`setup` and stops
+    with the list of every bad file; ``on_bad_sample`` ('skip' | 'raise') decides what the train / val loaders
+    do with a bad sample the check missed (skip and count: ``num_skipped_samples``); ``drop_last`` (None: only a last
+    training batch of one sample, which breaks BatchNorm) as :class:`~mtp.data.datamodules.common.SeededLoaders`
+    (:mod:`mtp.data.datamodules.bad_samples`).
     """
 
     def __init__(
@@ -62,6 +69,9 @@ class ChangeDetectionDataModule(SegmentationDataModule):
         pin_memory: bool = True,
         seed: int = 0,
         keep_dataset_transforms: bool = False,
+        check: CheckLevel = "quick",
+        on_bad_sample: BadSamplePolicy = "skip",
+        drop_last: bool | None = None,
     ) -> None:
         lightning.LightningDataModule.__init__(self)  # the parent's __init__ would build segmentation transforms
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
@@ -72,6 +82,8 @@ class ChangeDetectionDataModule(SegmentationDataModule):
         self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
+        self.validate_options(check, on_bad_sample)
+        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
         train_tf = build_change_train_transform(
             crop_size,
             cat_max_ratio=cat_max_ratio,

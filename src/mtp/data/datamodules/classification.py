@@ -24,11 +24,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod
 from mtp.data.datasets.classification import ClassificationDataset
 from mtp.data.transforms.classification import build_eval_transform, build_train_transform
 
 __all__ = ["ClassificationDataModule"]
+
 
 class _SeededAugmentation(Dataset):
     """In the main process, run ``dataset[i]`` on private ``random`` / numpy / torch streams seeded from
@@ -72,6 +74,12 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
         scale / hflip: RandomResizedCrop scale range, flip probability.
         batch_size: per device (official 8). eval_batch_size: val / test / predict batch.
         seed: augmentation / shuffle seed (plus the global rank).
+
+    Bad files: ``check`` ('quick' | 'full' | 'off') scans the datasets of each stage in :meth:`setup` and stops
+    with the list of every bad file; ``on_bad_sample`` ('skip' | 'raise') decides what the train / val loaders
+    do with a bad sample the check missed (skip and count: ``num_skipped_samples``); ``drop_last`` (None: only a last
+    training batch of one sample, which breaks BatchNorm) as :class:`~mtp.data.datamodules.common.SeededLoaders`
+    (:mod:`mtp.data.datamodules.bad_samples`).
     """
 
     augmentation_rng = _SeededAugmentation
@@ -95,9 +103,11 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
         persistent_workers: bool = True,
         worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
-        drop_last: bool = False,
+        drop_last: bool | None = None,
         seed: int = 0,
         keep_dataset_transforms: bool = False,
+        check: CheckLevel = "quick",
+        on_bad_sample: BadSamplePolicy = "skip",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
@@ -106,6 +116,8 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
         self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.drop_last, self.seed = drop_last, seed
+        self.validate_options(check, on_bad_sample)
+        self.check, self.on_bad_sample = check, on_bad_sample
         train_tf = build_train_transform(
             img_size, scale=scale, hflip=hflip, auto_augment=auto_augment, re_prob=re_prob, re_mode=re_mode
         )

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from mtp.data.datamodules.bad_samples import DataCheckHooks
+
 __all__ = ["SeededLoaders", "WorkerStartMethod", "collate_padded", "limit_worker_threads", "worker_process_options"]
 
 #: How DataLoader worker processes start. "forkserver" (default) and "spawn" give each worker a fresh interpreter,
@@ -103,7 +105,7 @@ class _AugmentationRNG(Dataset):
                 self._state = torch.get_rng_state()
 
 
-class SeededLoaders:
+class SeededLoaders(DataCheckHooks):
     """DataLoader construction shared by the task datamodules (mixed into a ``LightningDataModule``).
 
     Needs ``train_dataset`` / ``val_dataset`` / ``test_dataset`` / ``predict_dataset``, ``batch_size``,
@@ -111,7 +113,11 @@ class SeededLoaders:
     ``worker_start_method`` (:data:`WorkerStartMethod`; datasets and collates must be picklable); subclasses set
     ``train_collate`` / ``eval_collate`` (None: torch's default) and ``augmentation_rng`` (the wrapper giving
     each sample a private, seeded augmentation stream). The training loader shuffles with a generator seeded
-    ``seed + global_rank`` (module docstring); ``drop_last`` is read from the instance (default False).
+    ``seed + global_rank`` (module docstring). ``drop_last`` (instance attribute): None (auto) drops the last
+    training batch exactly when it would hold a single sample while ``batch_size > 1`` (per rank under DDP): such
+    a batch stops a model with BatchNorm over pooled features mid-epoch ("Expected more than 1 value per
+    channel"); True drops every incomplete last batch, False none. The data check (``check``) and bad-sample
+    policy (``on_bad_sample``) come from :class:`~mtp.data.datamodules.bad_samples.DataCheckHooks`.
     """
 
     train_collate: Callable | None = None
@@ -125,9 +131,10 @@ class SeededLoaders:
     def _worker_options(self) -> dict[str, Any]:
         return worker_process_options(self.num_workers, getattr(self, "worker_start_method", "forkserver"))
 
-    def _eval_loader(self, dataset: Dataset | None) -> DataLoader | list:
+    def _eval_loader(self, dataset: Dataset | None, val: bool = False) -> DataLoader | list:
         if dataset is None:
             return []  # Lightning skips the loop
+        dataset, collate = self.guard(dataset, type(self).eval_collate, train_or_val=val)
         return DataLoader(
             dataset,
             batch_size=self.eval_batch_size,
@@ -135,29 +142,46 @@ class SeededLoaders:
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
-            collate_fn=type(self).eval_collate,
+            collate_fn=collate,
             **self._worker_options(),
         )
+
+    def drops_last_batch(self) -> bool:
+        """Whether the training loader drops its last incomplete batch (class docstring); ``ValueError`` when that
+        would leave no batch at all."""
+        trainer = getattr(self, "trainer", None)
+        world = int(trainer.world_size) if trainer is not None else 1
+        per_rank = -(-len(self.train_dataset) // world)  # DistributedSampler pads to equal shares
+        value = getattr(self, "drop_last", None)
+        drop = (self.batch_size > 1 and per_rank % self.batch_size == 1) if value is None else bool(value)
+        if drop and per_rank < self.batch_size:
+            raise ValueError(f"{type(self).__name__}: the train dataset has {len(self.train_dataset)} sample(s) "
+                             f"({per_rank} per process), fewer than batch_size={self.batch_size}: its only batch "
+                             "would be dropped (a batch of one sample breaks BatchNorm); lower batch_size or add "
+                             "samples")  # fmt: skip
+        return drop
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             raise ValueError(f"{type(self).__name__}: no train dataset was given")
+        drop_last = self.drops_last_batch()
         seed = self.seed + self._rank()
+        dataset, collate = self.guard(self.train_dataset, type(self).train_collate, train_or_val=True)
         return DataLoader(
-            self.augmentation_rng(self.train_dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
+            self.augmentation_rng(dataset, (seed + 1) * 0x9E3779B97F4A7C15 % 2**63),
             batch_size=self.batch_size,
             shuffle=True,
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
-            collate_fn=type(self).train_collate,
+            collate_fn=collate,
             generator=torch.Generator().manual_seed(seed),
-            drop_last=getattr(self, "drop_last", False),
+            drop_last=drop_last,
             **self._worker_options(),
         )
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._eval_loader(self.val_dataset)
+        return self._eval_loader(self.val_dataset, val=True)
 
     def test_dataloader(self) -> DataLoader | list:
         return self._eval_loader(self.test_dataset)

@@ -30,6 +30,7 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
+from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod, collate_padded
 from mtp.data.datasets.horizontal import HorizontalDetectionDataset
 from mtp.data.transforms.horizontal import build_detection_test_transform, build_detection_train_transform
@@ -58,6 +59,12 @@ class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
     (and the mmdet filter, see the module docstring), the others ``build_detection_test_transform(size)``.
     ``size``: 800 (DIOR), 416 (xView). With ``keep_dataset_transforms=True`` a dataset's own ``transform`` is
     kept when it is not None.
+
+    Bad files: ``check`` ('quick' | 'full' | 'off') scans the datasets of each stage in :meth:`setup` and stops
+    with the list of every bad file; ``on_bad_sample`` ('skip' | 'raise') decides what the train / val loaders
+    do with a bad sample the check missed (skip and count: ``num_skipped_samples``); ``drop_last`` (None: only a last
+    training batch of one sample, which breaks BatchNorm) as :class:`~mtp.data.datamodules.common.SeededLoaders`
+    (:mod:`mtp.data.datamodules.bad_samples`).
     """
 
     train_collate = eval_collate = staticmethod(collate_detection)
@@ -79,6 +86,9 @@ class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         filter_empty_train: bool = True,
         min_size: int = 32,
         keep_dataset_transforms: bool = False,
+        check: CheckLevel = "quick",
+        on_bad_sample: BadSamplePolicy = "skip",
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
@@ -90,6 +100,8 @@ class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
+        self.validate_options(check, on_bad_sample)
+        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
         keep = keep_dataset_transforms
         self.train_dataset = self._prepared(train, build_detection_train_transform(self.size), keep)
         if self.train_dataset is not None and hasattr(self.train_dataset, "set_filter"):

@@ -53,6 +53,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from mtp.data.datamodules.bad_samples import BadSamplePolicy, DataCheckHooks
 from mtp.data.datamodules.common import WorkerStartMethod, _AugmentationRNG, worker_process_options
 from mtp.data.datasets.samrs import SAMRS_IMAGE_COUNTS, SAMRS_LAYOUTS, SAMRSDataset
 from mtp.data.transforms.samrs import SAMRSEvalTransform, SAMRSTrainTransform
@@ -108,10 +109,20 @@ class _Collate:
         return collate_samrs(samples, self.dataset, self.train)
 
 
-class PretrainingDataModule(lightning.LightningDataModule):
+#: ``check`` -> the consistency-check level of :class:`SAMRSDataset` (the legacy 'files' / 'headers' are accepted).
+SAMRS_CHECK = {"off": "files", "quick": "headers", "full": "full", "files": "files", "headers": "headers"}
+
+
+class PretrainingDataModule(DataCheckHooks, lightning.LightningDataModule):
     """SAMRS loaders for multi-task pretraining (module docstring). ``root`` holds the official layout of each set
     (``dotav2_1024_rbb/``, ``dior/``, ``fair1m_1024/``; :mod:`mtp.data.datasets.samrs_formats`); ``roots``
-    overrides it per dataset. ``check``: the start-up consistency check level of :class:`SAMRSDataset`."""
+    overrides it per dataset.
+
+    Bad files: ``check`` 'quick' (default: the json / images / gray maps / box files cross-checked from headers,
+    then every image and gray-map header scanned), 'full' (every file decoded, gray values checked) or 'off'
+    (existence only; the legacy 'files' / 'headers' levels still work) — every problem of a split is reported at
+    once before training; ``on_bad_sample`` 'skip' | 'raise' as :mod:`mtp.data.datamodules.bad_samples`. Training
+    loaders always drop their last incomplete batch (the official ``drop_last``)."""
 
     def __init__(
         self,
@@ -124,15 +135,20 @@ class PretrainingDataModule(lightning.LightningDataModule):
         num_workers: int = 0,
         seed: int = 2023,
         roots: dict[str, str] | None = None,
-        check: Literal["files", "headers", "full"] = "headers",
+        check: Literal["quick", "full", "off", "files", "headers"] = "quick",
         ratio_range: tuple[float, float] = (0.5, 2.0),
         photometric: bool = True,
         persistent_workers: bool = True,
         worker_start_method: WorkerStartMethod = "forkserver",
         pin_memory: bool = True,
+        on_bad_sample: BadSamplePolicy = "skip",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if check not in SAMRS_CHECK:
+            raise ValueError(f"check must be 'quick', 'full' or 'off', got {check!r}")
+        self.validate_options("off" if check in ("files", "headers") else check, on_bad_sample)
+        self.on_bad_sample = on_bad_sample
         unknown = [d for d in datasets if d not in SAMRS_LAYOUTS]
         if unknown or not datasets or len(set(datasets)) != len(datasets):
             raise ValueError(f"datasets must be distinct names out of {tuple(SAMRS_LAYOUTS)}, got {tuple(datasets)}")
@@ -146,7 +162,8 @@ class PretrainingDataModule(lightning.LightningDataModule):
         self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = int(seed)
-        self.check = check
+        self.check = check if check in ("quick", "full", "off") else "off"  # legacy levels: no extra scan
+        self.samrs_check = SAMRS_CHECK[check]
         self.train_transform = SAMRSTrainTransform(self.image_size, ratio_range=ratio_range, photometric=photometric)
         self.val_transform = SAMRSEvalTransform(self.image_size)
         self.train_sets: dict[str, SAMRSDataset] = {}
@@ -173,13 +190,17 @@ class PretrainingDataModule(lightning.LightningDataModule):
 
     # ------------------------------------------------------------------ datasets
     def setup(self, stage: str | None = None) -> None:
-        """Build (and cross-check) the train sets for 'fit' and the valid sets for 'fit' / 'validate'."""
+        """Build (and cross-check) the train sets for 'fit' and the valid sets for 'fit' / 'validate', then scan
+        them at the ``check`` level (class docstring)."""
         for d in self.datasets:
             if stage in (None, "fit") and d not in self.train_sets:
-                self.train_sets[d] = SAMRSDataset(self.roots[d], d, "train", self.train_transform, check=self.check,
-                                                  lazy_masks=True)  # fmt: skip
+                self.train_sets[d] = SAMRSDataset(self.roots[d], d, "train", self.train_transform,
+                                                  check=self.samrs_check, lazy_masks=True)  # fmt: skip
             if stage in (None, "fit", "validate") and d not in self.val_sets:
-                self.val_sets[d] = SAMRSDataset(self.roots[d], d, "valid", self.val_transform, check=self.check)
+                self.val_sets[d] = SAMRSDataset(self.roots[d], d, "valid", self.val_transform, check=self.samrs_check)
+        built = {f"{d} train": self.train_sets.get(d) for d in self.datasets if stage in (None, "fit")}
+        built.update({f"{d} valid": self.val_sets.get(d) for d in self.datasets if stage in (None, "fit", "validate")})
+        self.run_data_check(built)
 
     def _rank_world(self) -> tuple[int, int, bool]:
         """(rank, world size, whether this module must create the distributed samplers itself)."""
@@ -203,6 +224,7 @@ class PretrainingDataModule(lightning.LightningDataModule):
                                          drop_last=True)  # fmt: skip
             self._own_samplers.append(sampler)
         generator = self._generator(rank, k)
+        dataset, collate = self.guard(dataset, _Collate(name, train), train_or_val=True)
         if train:
             aug_seed = int(torch.randint(2**62, (), generator=self._generator(rank, 1000 + k)).item())
             dataset = _AugmentationRNG(dataset, aug_seed)
@@ -214,7 +236,7 @@ class PretrainingDataModule(lightning.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,
             pin_memory=self.pin_memory,
-            collate_fn=_Collate(name, train),
+            collate_fn=collate,
             generator=generator,
             drop_last=train,
             **worker_process_options(self.num_workers, self.worker_start_method),

@@ -26,6 +26,7 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
+from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod, collate_padded
 from mtp.data.datasets.rotated import RotatedDetectionDataset
 from mtp.data.transforms.rotated import build_rotated_test_transform, build_rotated_train_transform
@@ -50,6 +51,12 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
     ``filter_empty_train``), the others ``build_rotated_test_transform(size)``. ``size``: 1024 (DOTA), 800
     (DIOR-R, FAIR1M). ``rect_classes``: label indices or class names of the train dataset (DOTA-v1.0:
     ``[storage-tank, roundabout]`` = ``[9, 11]``); ``rotate``: True for DOTA-v1.0 and FAIR1M.
+
+    Bad files: ``check`` ('quick' | 'full' | 'off') scans the datasets of each stage in :meth:`setup` and stops
+    with the list of every bad file; ``on_bad_sample`` ('skip' | 'raise') decides what the train / val loaders
+    do with a bad sample the check missed (skip and count: ``num_skipped_samples``); ``drop_last`` (None: only a last
+    training batch of one sample, which breaks BatchNorm) as :class:`~mtp.data.datamodules.common.SeededLoaders`
+    (:mod:`mtp.data.datamodules.bad_samples`).
     """
 
     train_collate = eval_collate = staticmethod(collate_rotated)
@@ -72,6 +79,9 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         seed: int = 0,
         filter_empty_train: bool = True,
         keep_dataset_transforms: bool = False,
+        check: CheckLevel = "quick",
+        on_bad_sample: BadSamplePolicy = "skip",
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
@@ -83,6 +93,8 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
+        self.validate_options(check, on_bad_sample)
+        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
         self.rect_classes = self._resolve_rect_classes(rect_classes, train)
         train_tf = build_rotated_train_transform(self.size, rotate=rotate, rect_classes=self.rect_classes)
         self.train_dataset = self._prepared(train, train_tf, keep_dataset_transforms, filter_empty_train)

@@ -27,11 +27,13 @@ import lightning
 import torch
 from torch.utils.data import Dataset
 
+from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod
 from mtp.data.datasets.segmentation import SegmentationDataset
 from mtp.data.transforms.segmentation import build_test_transform, build_train_transform
 
 __all__ = ["SegmentationDataModule", "collate_segmentation"]
+
 
 def collate_segmentation(samples: Sequence[dict[str, Any]], stack: bool | None = None) -> dict[str, Any]:
     """Batch sample dicts: tensors are stacked when shapes agree (``stack=None``), always (``True``, error on
@@ -69,6 +71,12 @@ class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
     ``predict`` get ``build_test_transform()`` (original size, for slide inference). With
     ``keep_dataset_transforms=True`` a dataset's own ``transform`` is kept when it is not None.
     See the module docstring for the batch dict, seeding and iteration-based training.
+
+    Bad files: ``check`` ('quick' | 'full' | 'off') scans the datasets of each stage in :meth:`setup` and stops
+    with the list of every bad file; ``on_bad_sample`` ('skip' | 'raise') decides what the train / val loaders
+    do with a bad sample the check missed (skip and count: ``num_skipped_samples``); ``drop_last`` (None: only a last
+    training batch of one sample, which breaks BatchNorm) as :class:`~mtp.data.datamodules.common.SeededLoaders`
+    (:mod:`mtp.data.datamodules.bad_samples`).
     """
 
     train_collate = staticmethod(_collate_train)
@@ -93,6 +101,9 @@ class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
         pin_memory: bool = True,
         seed: int = 0,
         keep_dataset_transforms: bool = False,
+        check: CheckLevel = "quick",
+        on_bad_sample: BadSamplePolicy = "skip",
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
@@ -104,6 +115,8 @@ class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
         self.worker_start_method = worker_start_method
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.seed = seed
+        self.validate_options(check, on_bad_sample)
+        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
         train_tf = build_train_transform(crop_size, ratio_range, cat_max_ratio, photometric)
         self.train_dataset = self._with_transform(train, train_tf, keep_dataset_transforms)
         self.val_dataset = self._with_transform(val, build_test_transform(val_resize), keep_dataset_transforms)
