@@ -6,6 +6,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from mtp.cli.arguments import probability
+
 
 def tool_dota_eval(argv: Sequence[str]) -> int:
     """Evaluate DOTA Task1 result files against labelTxt files (devkit or mmrotate rule), print per-class AP."""
@@ -20,7 +22,7 @@ def tool_dota_eval(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--mode", choices=["devkit", "mmrotate"], default="devkit", help="devkit: official server; mmrotate: local"
     )
-    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (devkit: >, mmrotate: >=)")
+    parser.add_argument("--iou", type=probability, default=0.5, help="IoU threshold (devkit: >, mmrotate: >=)")
     parser.add_argument("--ap", choices=["11points", "area"], default="11points", help="AP integration")
     parser.add_argument(
         "--difficult",

@@ -6,6 +6,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from mtp.cli.arguments import positive_int
+
 
 def _parse_override(text: str) -> tuple[str, object]:
     """``key=value`` with a JSON value when it parses (``depth=2``, ``out_indices=[0,1,2,3]``)."""
@@ -26,9 +28,11 @@ def tool_backbone_shapes(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="mtp tool backbone-shapes", description=tool_backbone_shapes.__doc__)
     parser.add_argument("--name", default="vit_b_rvsa", choices=list_backbones())
-    parser.add_argument("--img-size", type=int, default=224, help="training size (pos-embed grid)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: img-size)")
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--img-size", type=positive_int, default=224, help="training size (pos-embed grid)")
+    parser.add_argument(
+        "--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="input size (default: img-size)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=1)
     parser.add_argument("--pretrained", help="checkpoint to load (MAE / MTP / fine-tuned)")
     parser.add_argument(
         "--set",

@@ -7,7 +7,7 @@ The engine of ``mtp tool check-data`` and of the datamodules' ``check`` option. 
   label maps single-channel; partner files present; sizes that agree (image / mask / image B / label / the size
   an annotation states). Annotation files are parsed when the dataset is built (each reader lists every bad
   annotation file at once).
-* ``'full'``: every file decoded as training reads it (``load_sample``): truncated or corrupt pixel data,
+* ``'full'``: the quick checks, then every file decoded as training reads it (``load_sample``): corrupt pixel data,
   NaN / Inf values, mask values against the class count and the ignore index, change labels against
   ``label_values``, SAMRS gray values and instance masks.
 
@@ -94,7 +94,9 @@ def _check_chunk(dataset: Any, indices: Sequence[int], level: str) -> list[tuple
     for i in indices:
         try:
             if check is not None:
-                check(i, level)
+                check(i, "quick")  # headers first: the clearest message for a truncated or foreign file
+                if level == "full":
+                    check(i, "full")
             elif level == "full":
                 dataset[i]
         except Exception as e:  # a data check reports every failure as a problem of that file
@@ -119,10 +121,17 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+#: Imported once by the fork server, so each checking process starts in milliseconds.
+_PRELOAD = ["numpy", "PIL.Image", "cv2", "torch", "rasterio", "mtp.data.datasets.checks"]
+#: Below this many items a 'full' check runs in the calling process (starting processes costs seconds).
+MIN_ITEMS_PER_PROCESS = 32
+
+
 def _executor(dataset: Any, level: str, workers: int) -> Executor:
     if level == "quick":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check-data")
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)  # takes effect when the server first starts
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(dataset,))
 
 
@@ -138,6 +147,8 @@ def scan_dataset(dataset: Any, level: str = "quick", workers: int | None = None,
         dataset.transform = None
     start = time.perf_counter()
     found: list[tuple[int, str]] = []
+    if level == "full":
+        workers = min(workers, size // MIN_ITEMS_PER_PROCESS)
     if workers <= 1 or size < 2:
         found = _check_chunk(dataset, range(size), level)
     else:

@@ -386,7 +386,7 @@ def read_rgb_array(path: str | Path, rule: RasterRule = DEFAULT_RULE) -> np.ndar
         message = str(e)
         raise (e if message.startswith(str(info.path)) else ValueError(f"{info.path}: {message}")) from None
     except Exception as e:  # decoder errors of Pillow / OpenCV / GDAL (truncated data, corrupt blocks)
-        raise _cannot_read(info.path, "image", e) from e
+        raise _cannot_read(info.path, "image (corrupt or truncated pixel data)", e) from e
     if info.alpha:
         _log_once("alpha", info.path, "alpha band dropped")
     if bands.shape[0] == 1:

@@ -1,0 +1,67 @@
+"""``mtp tool check-data``: find every bad file of a configured dataset before a run, in one listing.
+
+    mtp tool check-data --config CONFIG.yaml [--config MORE.yaml] [--level quick|full] [--workers N]
+
+Reads the ``data:`` section of the same config(s) ``mtp fit`` takes, builds each dataset and scans all of them
+(:mod:`mtp.data.datamodules.config_check`): 'quick' reads headers, partner files and annotations, 'full' decodes
+every file and checks label values. Prints one line per dataset and one line per problem (file: problem); exit
+code 1 when there is any problem, 0 otherwise, 2 for a bad command line or an unreadable config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mtp.cli.arguments import nonnegative_int
+
+__all__ = ["tool_check_data"]
+
+
+def _indent(message: str) -> str:
+    return message.replace("\n", "\n      ")
+
+
+def tool_check_data(argv: Sequence[str]) -> int:
+    """Scan the datasets of a config for bad files (headers or full decode) and list every problem at once."""
+    import logging
+
+    from mtp.data.datamodules.config_check import check_data_section, load_data_section
+
+    logging.getLogger("mtp.data.datasets.checks").setLevel(logging.WARNING)  # the table below says it
+
+    parser = argparse.ArgumentParser(
+        prog="mtp tool check-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", action="append", required=True, help="the YAML config of `mtp fit` (repeatable)")
+    parser.add_argument(
+        "--level",
+        choices=["quick", "full"],
+        default="quick",
+        help="quick: headers, sizes, partner files, annotations; full: also decode every file and check values",
+    )
+    parser.add_argument(
+        "--workers", type=nonnegative_int, help="threads (quick) / processes (full); 0 or 1: none (default: CPUs, <= 8)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        section = load_data_section(args.config)
+    except (OSError, ValueError) as e:
+        print(f"mtp tool check-data: error: {e}", file=sys.stderr)
+        return 2
+    result = check_data_section(section, args.level, args.workers)
+    print(f"check-data ({result.level}, {result.workers} worker(s)): {section.get('class_path')}")
+    for report in result.reports:
+        n = len(report.problems)
+        print(f"  {report.name:<10} {report.num_items:>8} item(s) {report.seconds:8.2f} s  {n} problem(s)")
+    problems = result.problems
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  [{problem.dataset}] {_indent(problem.message)}")
+        print(f"mtp tool check-data: {len(problems)} problem(s) found ({result.seconds:.1f} s)", file=sys.stderr)
+        return 1
+    items = sum(r.num_items for r in result.reports)
+    print(f"OK: {items} item(s) in {len(result.reports)} dataset(s), no problem ({result.seconds:.1f} s)")
+    return 0
