@@ -151,6 +151,8 @@ class OSCDSentinel2(Dataset):
         for date in (1, 2):
             for band in self.bands:
                 path = self.band_path(city, date, band)
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: band file not found")
                 sizes[path] = raster_info(path).hw
         first = next(iter(sizes))
         for path, hw in sizes.items():
