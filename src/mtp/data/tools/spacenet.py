@@ -117,20 +117,19 @@ def rasterize_footprints(geojson_path: Path, out_shape: tuple[int, int], transfo
 
 
 def _read_geotiff(path: Path) -> tuple[np.ndarray, Any, Any]:
-    """(HWC uint8 RGB array, affine transform, CRS); ``ValueError`` naming the file on failure."""
+    """(HWC uint8 RGB array under the raster rule of :mod:`mtp.data.datasets.rasters`, affine transform, CRS);
+    ``ValueError`` naming the file on failure."""
     import rasterio
 
+    from mtp.data.datasets.rasters import read_rgb_array
+
+    arr = read_rgb_array(path)
     try:
         with rasterio.open(path) as src:
-            if src.count < 3:
-                raise ValueError(f"expected 3 bands, found {src.count}")
-            arr = src.read([1, 2, 3])
             transform, crs = src.transform, src.crs
-    except Exception as e:
-        raise ValueError(f"cannot read GeoTIFF {path}: {e}") from e
-    if arr.dtype != np.uint8:
-        raise ValueError(f"GeoTIFF {path} is {arr.dtype}; the SpaceNet v1 3-band images are uint8")
-    return np.ascontiguousarray(arr.transpose(1, 2, 0)), transform, crs
+    except rasterio.errors.RasterioError as e:
+        raise ValueError(f"{path}: cannot read the GeoTIFF header: {e}") from e
+    return arr, transform, crs
 
 
 def convert_spacenet_v1(

@@ -192,10 +192,10 @@ def tile_boxes(
 
 
 def _read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    return image
+    """uint8 (H, W, 3) BGR (for ``cv2.imwrite``) under the raster rule of :mod:`mtp.data.datasets.rasters`."""
+    from mtp.data.datasets.rasters import read_rgb_array
+
+    return np.ascontiguousarray(read_rgb_array(path)[..., ::-1])
 
 
 def _num(v: float) -> int | float:
