@@ -41,7 +41,8 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 def spec(class_path: str, **init_args: Any) -> dict[str, Any]:
     """A ``class_path`` / ``init_args`` entry with paths turned into strings."""
-    return {"class_path": class_path, "init_args": {k: str(v) if isinstance(v, Path) else v for k, v in init_args.items()}}
+    args = {k: str(v) if isinstance(v, Path) else v for k, v in init_args.items()}
+    return {"class_path": class_path, "init_args": args}
 
 
 def check_data(config: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtp.data.datasets.change_detection import CDD, WHUCD, ChangeDetectionFolder, LEVIRCD
+from mtp.data.datasets.change_detection import CDD, LEVIRCD, WHUCD, ChangeDetectionFolder
 from mtp.data.datasets.oscd import OSCDSentinel2
 from mtp.data.synthetic import write_levir_cd
 from tests.bad_inputs.conftest import assert_clear_error
@@ -73,7 +73,8 @@ def test_whu_and_cdd_read_every_file_and_name_the_stray_one(tmp_path):
         for name in ("x.png", "y.png"):
             _label(tmp_path / "train" / folder / name, np.zeros((8, 8)))
     (tmp_path / "train" / "A" / "Thumbs.db").write_bytes(b"\x00" * 64)  # WHU reads every file of A
-    with pytest.raises(FileNotFoundError, match=r"2 partner file\(s\) missing .*train/B/Thumbs\.db, .*train/label/Thumbs\.db"):
+    missing = r"2 partner file\(s\) missing .*train/B/Thumbs\.db, .*train/label/Thumbs\.db"
+    with pytest.raises(FileNotFoundError, match=missing):
         WHUCD(tmp_path, "train")
     (tmp_path / "train" / "A" / "Thumbs.db").unlink()
     (tmp_path / "train" / "label" / "y.png").unlink()

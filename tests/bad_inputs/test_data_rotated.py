@@ -33,15 +33,15 @@ def test_check_data_lists_broken_images_of_dota_dior_r_and_fair1m(tmp_path):
     bad = [truncate(tmp_path / "dota" / "images" / "P0000.png"),
            zero_bytes(tmp_path / "dior" / "JPEGImages-trainval" / "00002.jpg"),
            not_an_image(tmp_path / "fair1m" / "train" / "images" / "1.tif")]  # fmt: skip
-    rotated = "mtp.data.datasets.rotated"
-    data = spec("mtp.data.datamodules.RotatedDetectionDataModule", train=spec(f"{rotated}.DOTA", root=tmp_path / "dota"),
+    rotated, module = "mtp.data.datasets.rotated", "mtp.data.datamodules.RotatedDetectionDataModule"
+    data = spec(module, train=spec(f"{rotated}.DOTA", root=tmp_path / "dota"),
                 val=spec(f"{rotated}.DIORR", root=tmp_path / "dior", split="trainval"),
                 test=spec(f"{rotated}.FAIR1M", root=tmp_path / "fair1m", split="train"), size=64)  # fmt: skip
     out = assert_clear_error(check_data(write_config(tmp_path / "c.yaml", data)))
     assert "3 problem(s)" in out
     assert f"[train] {bad[0]}: truncated PNG" in out
     assert f"[val] {bad[1]}: empty file (0 bytes)" in out
-    assert f"[test] {bad[2]}: cannot read TIFF image" in out
+    assert f"[test] {bad[2]}: cannot read image (not an image file" in out
 
 
 def test_malformed_dota_lines_in_several_files_are_listed_together(tmp_path):

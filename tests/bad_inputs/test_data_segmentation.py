@@ -55,7 +55,8 @@ def break_loveda(root: Path) -> dict[str, Path]:
 
 def loveda_config(tmp_path: Path, root: Path, **datamodule) -> Path:
     data = spec(SEG, train=spec(LOVEDA, root=root, split="train", layout="release"),
-                val=spec(LOVEDA, root=root, split="val", layout="release"), crop_size=[32, 32], **datamodule)  # fmt: skip
+                val=spec(LOVEDA, root=root, split="val", layout="release"), crop_size=[32, 32],
+                **datamodule)  # fmt: skip
     return write_config(tmp_path / "config.yaml", data)
 
 
@@ -88,7 +89,8 @@ def test_check_data_reports_datasets_that_cannot_be_built(tmp_path, loveda):
             f"mask in {train_folder / 'masks_png'}, e.g. 4.png") in out  # fmt: skip
     assert f"[val] cannot build the val dataset: {loveda} holds the LoveDA 'release' layout" in out
     assert "set layout: release" in out
-    assert f"[test] cannot build the test dataset: no '*.png' images in {tmp_path / 'empty'} (the folder is empty)" in out
+    empty = tmp_path / "empty"
+    assert f"[test] cannot build the test dataset: no '*.png' images in {empty} (the folder is empty)" in out
     assert f"[predict] cannot build the predict dataset: image folder not found: {tmp_path / 'nowhere'}" in out
 
 

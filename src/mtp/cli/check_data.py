@@ -11,12 +11,46 @@ code 1 when there is any problem, 0 otherwise, 2 for a bad command line or an un
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from mtp.cli.arguments import nonnegative_int
 
-__all__ = ["tool_check_data"]
+__all__ = ["load_data_section", "tool_check_data"]
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and "class_path" not in value:
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_data_section(configs: Sequence[str | Path]) -> dict:
+    """The ``data:`` section of one or more YAML configs (later files override earlier ones, as with repeated
+    ``--config``); ``ValueError`` naming the file for unreadable YAML or a missing section."""
+    import yaml
+
+    merged: dict = {}
+    for path in configs:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read the YAML config: {e}") from e
+        if not isinstance(content, Mapping):
+            raise ValueError(f"{path}: a config must be a mapping of sections (trainer, model, data, ...)")
+        _merge(merged, content)
+    data = merged.get("data")
+    if not isinstance(data, Mapping) or "class_path" not in data:
+        raise ValueError(f"{', '.join(map(str, configs))}: no `data:` section with a class_path")
+    return dict(data)
 
 
 def _indent(message: str) -> str:
@@ -25,12 +59,6 @@ def _indent(message: str) -> str:
 
 def tool_check_data(argv: Sequence[str]) -> int:
     """Scan the datasets of a config for bad files (headers or full decode) and list every problem at once."""
-    import logging
-
-    from mtp.data.datamodules.config_check import check_data_section, load_data_section
-
-    logging.getLogger("mtp.data.datasets.checks").setLevel(logging.WARNING)  # the table below says it
-
     parser = argparse.ArgumentParser(
         prog="mtp tool check-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -50,6 +78,9 @@ def tool_check_data(argv: Sequence[str]) -> int:
     except (OSError, ValueError) as e:
         print(f"mtp tool check-data: error: {e}", file=sys.stderr)
         return 2
+    from mtp.data.datamodules.config_check import check_data_section  # torch, Lightning: after the config is read
+
+    logging.getLogger("mtp.data.datasets.checks").setLevel(logging.WARNING)  # the table below says it
     result = check_data_section(section, args.level, args.workers)
     print(f"check-data ({result.level}, {result.workers} worker(s)): {section.get('class_path')}")
     for report in result.reports:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mtp.data.datasets.checks import DataProblem, ScanReport, default_workers, scan_dataset
 
-__all__ = ["ConfigCheck", "build_datamodule_datasets", "check_data_section", "load_data_section"]
+__all__ = ["ConfigCheck", "build_datamodule_datasets", "check_data_section"]
 
 
 @dataclass
@@ -38,38 +37,6 @@ class ConfigCheck:
     @property
     def problems(self) -> list[DataProblem]:
         return self.build_problems + [p for r in self.reports for p in r.problems]
-
-
-def _merge(base: dict, update: Mapping) -> dict:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and "class_path" not in value:
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_data_section(configs: Sequence[str | Path]) -> dict:
-    """The ``data:`` section of one or more YAML configs (later files override earlier ones, as with repeated
-    ``--config``); ``ValueError`` naming the file for unreadable YAML or a missing section."""
-    import yaml
-
-    merged: dict = {}
-    for path in configs:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise ValueError(f"{path}: cannot read the YAML config: {e}") from e
-        if not isinstance(content, Mapping):
-            raise ValueError(f"{path}: a config must be a mapping of sections (trainer, model, data, ...)")
-        _merge(merged, content)
-    data = merged.get("data")
-    if not isinstance(data, Mapping) or "class_path" not in data:
-        raise ValueError(f"{', '.join(map(str, configs))}: no `data:` section with a class_path")
-    return dict(data)
 
 
 def _instantiate(parser: Any, cfg: Any) -> Any:
@@ -122,8 +89,8 @@ def build_datamodule_datasets(section: Mapping, level: str = "quick") -> tuple[d
     try:
         cls = _import(str(section["class_path"]))
         dm = _build_datamodule(cls, {k: v for k, v in init_args.items() if k not in keys}, built)
-        if hasattr(dm, "samrs_check"):  # SAMRS: the consistency check of the same level
-            dm.samrs_check = "full" if level == "full" else "headers"
+        if hasattr(dm, "samrs_check"):  # SAMRS: cross-check from headers, the scan does the rest per file
+            dm.samrs_check = "headers"
         if hasattr(dm, "datasets_for_stage"):
             datasets = dm.datasets_for_stage(None)
         else:

@@ -110,7 +110,8 @@ class _Collate:
 
 
 #: ``check`` -> the consistency-check level of :class:`SAMRSDataset` (the legacy 'files' / 'headers' are accepted).
-SAMRS_CHECK = {"off": "files", "quick": "headers", "full": "full", "files": "files", "headers": "headers"}
+#: 'full' cross-checks headers here; the scan then decodes every file and checks every gray map on its own.
+SAMRS_CHECK = {"off": "files", "quick": "headers", "full": "headers", "files": "files", "headers": "headers"}
 
 
 class PretrainingDataModule(DataCheckHooks, lightning.LightningDataModule):
@@ -189,18 +190,26 @@ class PretrainingDataModule(DataCheckHooks, lightning.LightningDataModule):
         return {d: len(c) for d, c in self.class_lists().items()}
 
     # ------------------------------------------------------------------ datasets
-    def setup(self, stage: str | None = None) -> None:
-        """Build (and cross-check) the train sets for 'fit' and the valid sets for 'fit' / 'validate', then scan
-        them at the ``check`` level (class docstring)."""
+    def datasets_for_stage(self, stage: str | None) -> dict[str, SAMRSDataset]:
+        """Build (and cross-check) the train sets for 'fit' and the valid sets for 'fit' / 'validate' (None: both);
+        returns them as ``{"<set> train" | "<set> valid": dataset}``."""
+        out: dict[str, SAMRSDataset] = {}
         for d in self.datasets:
-            if stage in (None, "fit") and d not in self.train_sets:
-                self.train_sets[d] = SAMRSDataset(self.roots[d], d, "train", self.train_transform,
-                                                  check=self.samrs_check, lazy_masks=True)  # fmt: skip
-            if stage in (None, "fit", "validate") and d not in self.val_sets:
-                self.val_sets[d] = SAMRSDataset(self.roots[d], d, "valid", self.val_transform, check=self.samrs_check)
-        built = {f"{d} train": self.train_sets.get(d) for d in self.datasets if stage in (None, "fit")}
-        built.update({f"{d} valid": self.val_sets.get(d) for d in self.datasets if stage in (None, "fit", "validate")})
-        self.run_data_check(built)
+            if stage in (None, "fit"):
+                if d not in self.train_sets:
+                    self.train_sets[d] = SAMRSDataset(self.roots[d], d, "train", self.train_transform,
+                                                      check=self.samrs_check, lazy_masks=True)  # fmt: skip
+                out[f"{d} train"] = self.train_sets[d]
+            if stage in (None, "fit", "validate"):
+                if d not in self.val_sets:
+                    self.val_sets[d] = SAMRSDataset(self.roots[d], d, "valid", self.val_transform,
+                                                    check=self.samrs_check)  # fmt: skip
+                out[f"{d} valid"] = self.val_sets[d]
+        return out
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of ``stage`` (:meth:`datasets_for_stage`), then scan them at the ``check`` level."""
+        self.run_data_check(self.datasets_for_stage(stage))
 
     def _rank_world(self) -> tuple[int, int, bool]:
         """(rank, world size, whether this module must create the distributed samplers itself)."""

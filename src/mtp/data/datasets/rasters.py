@@ -183,26 +183,37 @@ def _cannot_read(path: Path, what: str, error: BaseException) -> ValueError:
     return ValueError(f"{path}: cannot read {what}: {str(cause).strip() or type(cause).__name__}")
 
 
+def _magic(head: bytes) -> str | None:
+    """The image format a file's first bytes announce (None: none we know)."""
+    for kind, magic in (("PNG", b"\x89PNG"), ("JPEG", b"\xff\xd8"), ("TIFF", b"II*\x00"), ("TIFF", b"MM\x00*"),
+                        ("BMP", b"BM"), ("GIF", b"GIF8")):  # fmt: skip
+        if head.startswith(magic):
+            return kind
+    return "WebP" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
+
+
 def raster_info(path: str | Path) -> RasterInfo:
     """Header of an image file (no pixels decoded); ``FileNotFoundError`` / ``ValueError`` naming the file for a
-    missing, empty or non-image file."""
+    missing, empty, truncated or non-image file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image file not found")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        try:
-            return _pil_info(path)
-        except Exception as pil_error:  # Pillow raises many types for broken files; try GDAL before giving up
-            try:
-                return _rasterio_info(path)
-            except Exception:
-                raise _cannot_read(path, "image (not an image file Pillow or rasterio can read)", pil_error) from None
     try:
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            try:
+                return _pil_info(path)
+            except Exception:  # Pillow raises many types for broken files; GDAL reads more formats
+                return _rasterio_info(path)
         return _rasterio_info(path)
-    except Exception as e:
-        raise _cannot_read(path, "TIFF image", e) from e
+    except Exception as error:
+        with open(path, "rb") as f:
+            kind = _magic(f.read(16))
+        if kind is None:
+            raise _cannot_read(path, "image (not an image file Pillow or rasterio can read)", error) from None
+        problem = _truncation(RasterInfo(path, 0, 0, 0, False, "", reader="rasterio" if kind == "TIFF" else "pil"))
+        raise (ValueError(f"{path}: {problem}") if problem else _cannot_read(path, f"{kind} image", error)) from None
 
 
 def _accept(info: RasterInfo, rule: RasterRule) -> None:
@@ -230,7 +241,7 @@ def _truncation(info: RasterInfo) -> str | None:
         return "truncated PNG (no IEND chunk at the end of the file)"
     if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
         return "truncated JPEG (no end-of-image marker)"
-    if info.reader == "rasterio" and head[:4] in (b"II*\x00", b"MM\x00*"):
+    if info.reader == "rasterio" and info.height and head[:4] in (b"II*\x00", b"MM\x00*"):
         with _open_rasterio(path) as src:
             (bh, bw) = src.block_shapes[0]
             last = f"{(src.width - 1) // bw}_{(src.height - 1) // bh}"
