@@ -42,7 +42,7 @@ from PIL import Image as PILImage
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mtp.data.datasets.files import content_hint, folder_hint, mask_header, read_mask, read_rgb
+from mtp.data.datasets.files import content_hint, folder_hint, mask_header, mask_values, read_mask, read_rgb
 from mtp.data.datasets.rasters import DEFAULT_RULE, RasterRule, check_raster
 
 __all__ = ["CDD", "CD_CLASSES", "CD_PALETTE", "LABEL_VALUES", "LEVIRCD", "OSCD", "WHUCD", "ChangeDetectionFolder"]
@@ -57,7 +57,7 @@ IGNORE_INDEX = 255
 
 def map_label(raw: torch.Tensor, mode: str, path: Path) -> torch.Tensor:
     """Raw label values (int64 (H, W)) -> 0/1/255 under ``mode`` (see the module docstring)."""
-    values = [int(v) for v in torch.unique(raw)]
+    values = mask_values(raw).tolist()
     if mode == "threshold":
         if values and values[-1] == 1:
             raise ValueError(

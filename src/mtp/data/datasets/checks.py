@@ -109,6 +109,9 @@ _worker_dataset: Any = None
 
 def _init_worker(dataset: Any) -> None:
     global _worker_dataset
+    import torch
+
+    torch.set_num_threads(1)  # the processes are the parallelism (as in DataLoader workers)
     _worker_dataset = dataset
 
 

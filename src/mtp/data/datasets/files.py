@@ -21,6 +21,7 @@ __all__ = [
     "folder_hint",
     "image_size",
     "mask_header",
+    "mask_values",
     "pair_files",
     "read_mask",
     "read_rgb",
@@ -131,6 +132,15 @@ def pair_files(
     if len(masks) > len(images):
         log.warning("%d mask(s) in %s have no image in %s", len(masks) - len(images), masks_dir, images_dir)
     return [(p, masks[s]) for p, s in zip(images, stems, strict=True)]
+
+
+def mask_values(mask: torch.Tensor) -> torch.Tensor:
+    """Sorted distinct values of an integer label map: a histogram (linear time) for values in 0..65535 — what
+    masks hold — and ``torch.unique`` (a sort, ~20x slower on a 512² map) otherwise."""
+    flat = mask.reshape(-1)
+    if flat.numel() and int(flat.min()) >= 0 and int(flat.max()) < 65536:
+        return torch.bincount(flat).nonzero().reshape(-1).to(mask.dtype)
+    return torch.unique(flat)
 
 
 class DatasetProblemsError(ValueError):

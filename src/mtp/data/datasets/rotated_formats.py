@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mtp.data.datasets.files import content_hint, folder_hint
+from mtp.data.datasets.polygons import accept_polygon, is_degenerate, is_self_crossing, outside_image, untangle
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -113,67 +114,6 @@ def _label(name: str, class_map: Mapping[str, int] | None, where: str) -> int:
     return class_map[name]
 
 
-def is_degenerate(poly: np.ndarray | list[float]) -> bool:
-    """True for two (cyclically) consecutive equal vertices or a zero area (below 1e-6 px²; the area of the
-    reordered quad for a self-crossing one)."""
-    p = np.asarray(poly, np.float64).reshape(4, 2)
-    q = np.roll(p, -1, axis=0)
-    if np.any(np.all(p == q, axis=1)):
-        return True
-    if is_self_crossing(p):
-        p = untangle(p).reshape(4, 2)
-        q = np.roll(p, -1, axis=0)
-    area = 0.5 * abs(float(np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1])))
-    return area < 1e-6
-
-
-def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
-
-
-def _segments_cross(p1: np.ndarray, p2: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> bool:
-    """Proper crossing of segments p1p2 and q1q2 (touching or collinear overlaps do not count)."""
-    d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
-    d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
-    return d1 * d2 < 0 and d3 * d4 < 0
-
-
-def is_self_crossing(poly: np.ndarray | list[float]) -> bool:
-    """True when a quadrilateral's opposite edges cross (a "bow tie")."""
-    p = np.asarray(poly, np.float64).reshape(4, 2)
-    return _segments_cross(p[0], p[1], p[2], p[3]) or _segments_cross(p[1], p[2], p[3], p[0])
-
-
-def untangle(poly: np.ndarray | list[float]) -> np.ndarray:
-    """The four points ordered by angle around their mean, clockwise on screen (y down), from the first point;
-    (8,) float64."""
-    p = np.asarray(poly, np.float64).reshape(4, 2)
-    angle = np.arctan2(p[:, 1] - p[:, 1].mean(), p[:, 0] - p[:, 0].mean())
-    order = np.argsort((angle - angle[0]) % (2 * np.pi), kind="stable")
-    return p[order].reshape(8)
-
-
-def outside_image(polys: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(N,) bool: the axis-aligned bounding box of each (N, 8) polygon has no area inside the image
-    [0, W] × [0, H] (the rule of every reader: such objects are dropped and counted as 'outside')."""
-    h, w = hw
-    xs, ys = polys[:, 0::2], polys[:, 1::2]
-    inside_w = np.minimum(xs.max(1), w) - np.maximum(xs.min(1), 0)
-    inside_h = np.minimum(ys.max(1), h) - np.maximum(ys.min(1), 0)
-    return ~((inside_w > 0) & (inside_h > 0))
-
-
-def _accept_polygon(coords: list[float], where: int, skipped: list[int], reordered: list[int]) -> list[float] | None:
-    """The polygon to keep (reordered when self-crossing) or None when degenerate; records ``where``."""
-    if is_degenerate(coords):
-        skipped.append(where)
-        return None
-    if is_self_crossing(coords):
-        reordered.append(where)
-        return untangle(coords).tolist()
-    return coords
-
-
 def _float(token: str) -> float | None:
     try:
         v = float(token)
@@ -230,7 +170,7 @@ def parse_dota_txt(path: Path, class_map: Mapping[str, int] | None = None) -> An
             continue
         coords, name, diff = parsed
         label = _label(name, class_map, f"{path}:{number}")
-        kept = _accept_polygon(coords, number, skipped, reordered)
+        kept = accept_polygon(coords, number, skipped, reordered)
         if kept is None:
             continue
         polys.append(kept)
@@ -276,7 +216,7 @@ def parse_dior_xml(path: Path, class_map: Mapping[str, int] | None = None) -> An
             if v is None:
                 raise AnnotationError(f"{where}: non-numeric <{tag}> {raw!r}")
             coords.append(v)
-        kept = _accept_polygon(coords, k, skipped, reordered)
+        kept = accept_polygon(coords, k, skipped, reordered)
         if kept is None:
             continue
         polys.append(kept)
@@ -314,7 +254,7 @@ def parse_fair1m_xml(path: Path, class_map: Mapping[str, int] | None = None) -> 
                 f"i.e. {2 * len(points)} coordinates"
             )
         coords = [v for p in xy for v in p]
-        kept = _accept_polygon(coords, k, skipped, reordered)
+        kept = accept_polygon(coords, k, skipped, reordered)
         if kept is None:
             continue
         polys.append(kept)

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mtp.data.datasets.files import image_size, mask_header, pair_files, read_mask, read_rgb
+from mtp.data.datasets.files import image_size, mask_header, mask_values, pair_files, read_mask, read_rgb
 from mtp.data.datasets.rasters import DEFAULT_RULE, RasterRule, check_raster
 
 __all__ = [
@@ -119,7 +119,7 @@ class SegmentationDataset(Dataset):
     def check_mask(self, mask: torch.Tensor, path: Path) -> None:
         """Stored values must be class labels: 0..C-1 and 255 (ignore), or with ``reduce_zero_label`` 1..C (classes)
         and 0 / 255 (ignore); the error names the file and the values found."""
-        values = torch.unique(mask)
+        values = mask_values(mask)
         lo, hi = (1, self.num_classes) if self.reduce_zero_label else (0, self.num_classes - 1)
         bad = values[((values < lo) | (values > hi)) & (values != self.ignore_index) & (values != (0 if lo else -1))]
         if bad.numel():
@@ -314,7 +314,7 @@ class SpaceNetV1(SegmentationDataset):
 
     def check_mask(self, mask: torch.Tensor, path: Path) -> None:
         if self.check_255_export:
-            values = set(torch.unique(mask).tolist())
+            values = set(mask_values(mask).tolist())
             if 255 in values and values <= {0, 255}:
                 raise ValueError(
                     f"{path}: mask holds 0/255 values and no 1s: it looks like the official 0/255 SpaceNet export, "
