@@ -2,9 +2,9 @@
 LoveDA-style set (RGB PNG images, uint8 PNG masks).
 
 For each level and worker count: seconds per 1000 image/mask pairs, and, for scale, one plain sequential pass
-that decodes every pair (what one training epoch spends on reading alone). The quick check reads headers and
-the last bytes of each file; the full check decodes everything (its process pool pays a start-up of a few
-seconds, so small sets run in one process).
+that decodes every pair (what one training epoch spends on reading alone). Every process uses one torch thread.
+The quick check reads headers and the last bytes of each file; the full check decodes everything (its process
+pool pays a start-up of a few seconds, so small sets run in one process).
 
     python benchmarks/check_data.py --n 400 --size 512 --workers 1 2          # CPU (2 cores): a minute or two
     python benchmarks/check_data.py --n 2000 --size 1024 --workers 1 4 8 16   # a larger machine
@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from mtp.data.datasets.checks import scan_dataset
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--root", help="reuse / keep the synthetic set here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # one thread per process, as in DataLoader workers and the check's processes
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root or tmp) / f"loveda_{args.n}_{args.size}"
         if not (root / "trainval").is_dir():
