@@ -4,6 +4,7 @@ boxes, annotations that disagree with their image (docs/RELIABILITY.md, "Data").
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_dior_inverted_boxes_in_several_files_are_listed_together(dior):
     assert "empty box xmin=40 ymin=5 xmax=10 ymax=50 (need xmax > xmin, ymax > ymin)" in message
 
 
-def test_coco_bad_annotations_are_listed_together_and_outside_boxes_counted(tmp_path):
+def test_coco_bad_annotations_are_listed_together_and_outside_boxes_counted(tmp_path, caplog):
     write_coco(tmp_path, n_train=3, n_val=1, size=128)
     ann_file = tmp_path / "annotations" / "instances_train.json"
     data = json.loads(ann_file.read_text())
@@ -81,8 +82,11 @@ def test_coco_bad_annotations_are_listed_together_and_outside_boxes_counted(tmp_
     data["annotations"] = data["annotations"][3:]
     data["annotations"][0]["bbox"] = [5000, 5000, 10, 10]  # far outside the 128 x 128 image
     ann_file.write_text(json.dumps(data))
-    ds = COCODetection(tmp_path / "train", ann_file)
+    with caplog.at_level(logging.WARNING, logger="mtp.data.datasets.horizontal"):
+        ds = COCODetection(tmp_path / "train", ann_file)
     assert ds.num_skipped["outside"] == 1
+    image = next(i["file_name"] for i in data["images"] if i["id"] == data["annotations"][0]["image_id"])
+    assert f"objects lying outside their image dropped in 1 file(s): {image} (1)" in caplog.text
 
 
 def test_coco_missing_and_broken_images(tmp_path):

@@ -28,7 +28,7 @@ are in ``num_filtered`` and logged once per change. Both are settable (:meth:`se
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +142,16 @@ class HorizontalDetectionDataset(Dataset):
             log.info("filter: %d of %d image(s) hidden (%d without objects, %d with a side < %d px)",
                      empty + small, len(self.records), empty, small, min_size)  # fmt: skip
 
-    def _log_load_counts(self, name: str) -> None:
+    def _log_load_counts(self, name: str, outside_files: Mapping[str, int] | None = None) -> None:
         skipped = {k: v for k, v in self.num_skipped.items() if v}
         if self.num_clipped or skipped:
             log.warning("%s: %d box(es) clipped to their image; skipped objects: %s", name, self.num_clipped,
                         skipped or "none")  # fmt: skip
+        if outside_files:
+            shown = ", ".join(f"{f} ({n})" for f, n in list(outside_files.items())[:10])
+            more = " ..." if len(outside_files) > 10 else ""
+            log.warning("%s: objects lying outside their image dropped in %d file(s): %s%s", name, len(outside_files),
+                        shown, more)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self._index)
@@ -263,7 +268,7 @@ class DIOR(HorizontalDetectionDataset):
         images_dir = require_dir(root / ("JPEGImages-test" if split == "test" else "JPEGImages-trainval"), "image")
         ann_dir = dior_ann_dir(root)
         class_map = {n: i for i, n in enumerate(DIOR_CLASSES)}
-        records, clipped, outside, errors, missing = [], 0, 0, [], []
+        records, clipped, outside, errors, missing, outside_files = [], 0, 0, [], [], {}
         for image_id in ids:
             ann = ann_dir / f"{image_id}.xml"
             if not ann.is_file():
@@ -283,6 +288,8 @@ class DIOR(HorizontalDetectionDataset):
             boxes, keep, changed = clip_boxes(objects.boxes, hw)
             clipped += int((changed & keep).sum())
             outside += int((~keep).sum())
+            if not keep.all():
+                outside_files[ann.name] = int((~keep).sum())
             records.append(ImageRecord(path, image_id, hw, boxes[keep], objects.labels[keep]))
         if missing:
             raise FileNotFoundError(f"{len(missing)} file(s) of the ids of split {split!r} not found:\n  "
@@ -295,7 +302,7 @@ class DIOR(HorizontalDetectionDataset):
         super().__init__(records, DIOR_CLASSES, palette=palette, transform=transform, filter_empty=filter_empty,
                          min_size=min_size, num_clipped=clipped, num_skipped={"outside": outside},
                          raster=raster)  # fmt: skip
-        self._log_load_counts(f"DIOR {split} ({root})")
+        self._log_load_counts(f"DIOR {split} ({root})", outside_files)
 
 
 class COCODetection(HorizontalDetectionDataset):
@@ -334,4 +341,4 @@ class COCODetection(HorizontalDetectionDataset):
         super().__init__(content.records, content.classes, palette=palette, transform=transform,
                          filter_empty=filter_empty, min_size=min_size, with_masks=with_masks,
                          num_clipped=content.num_clipped, num_skipped=content.num_skipped, raster=raster)  # fmt: skip
-        self._log_load_counts(str(self.ann_file))
+        self._log_load_counts(str(self.ann_file), content.outside_files)

@@ -187,13 +187,15 @@ COCO_SKIP_REASONS = ("crowd", "small", "outside", "other_category")
 class CocoContent:
     """What :func:`load_coco_records` read: one record per json image (json order), ``classes`` (label order),
     ``category_ids`` (json id of each label), ``num_clipped`` boxes clipped to their image and
-    ``num_skipped`` annotations per reason (``COCO_SKIP_REASONS``)."""
+    ``num_skipped`` annotations per reason (``COCO_SKIP_REASONS``), ``outside_files``: image file name -> objects
+    dropped as outside the image."""
 
     records: list[ImageRecord]
     classes: tuple[str, ...]
     category_ids: tuple[Any, ...]
     num_clipped: int
     num_skipped: dict[str, int]
+    outside_files: dict[str, int] = field(default_factory=dict)
 
 
 def _categories(data: dict, ann_file: Path, classes: Sequence[str] | None) -> tuple[dict[Any, str], list[Any]]:
@@ -297,6 +299,7 @@ def load_coco_records(
     skipped = dict.fromkeys(COCO_SKIP_REASONS, 0)
     clipped = 0
     errors: list[str] = []
+    outside_files: dict[str, int] = {}
     for k, ann in enumerate(data.get("annotations") or []):
         try:
             reason = _add_annotation(k, ann, ann_file, records, id_to_name, cat_to_label, objects, with_masks)
@@ -307,6 +310,9 @@ def load_coco_records(
             clipped += 1
         elif reason is not None:
             skipped[reason] += 1
+        if reason == "outside":
+            name = records[ann["image_id"]].path.name
+            outside_files[name] = outside_files.get(name, 0) + 1
     if len(errors) == 1:
         raise AnnotationError(errors[0])
     if errors:
@@ -319,4 +325,4 @@ def load_coco_records(
         record.labels = np.asarray(labels, np.int64).reshape(-1)
         record.segmentations = segs if with_masks else None
     names = tuple(id_to_name[c] for c in chosen)
-    return CocoContent(list(records.values()), names, tuple(chosen), int(clipped), skipped)
+    return CocoContent(list(records.values()), names, tuple(chosen), int(clipped), skipped, outside_files)

@@ -269,6 +269,7 @@ def _read_annotations(data: dict, records: dict, classes: Sequence[str], problem
             cat_names[cat["id"]] = str(cat["name"])
     cat_to_label = {cid: classes.index(n) for cid, n in cat_names.items() if n in classes}
     skipped = dict.fromkeys(SKIP_REASONS, 0)
+    outside_images: dict[str, int] = {}
     objects: dict[Any, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
     for k, ann in enumerate(data.get("annotations") or []):
         where = f"annotation {k} (id {ann.get('id') if isinstance(ann, dict) else None!r})"
@@ -301,6 +302,7 @@ def _read_annotations(data: dict, records: dict, classes: Sequence[str], problem
             reason = "ignore"
         elif inter_w * inter_h == 0:
             reason = "outside"
+            outside_images[record.image_path.name] = outside_images.get(record.image_path.name, 0) + 1
         elif not isinstance(area, (int, float)) or area <= 0 or w < 1 or h < 1:
             reason = "small"
         elif ann["category_id"] not in cat_to_label:
@@ -314,6 +316,10 @@ def _read_annotations(data: dict, records: dict, classes: Sequence[str], problem
             rles.append(seg)
             continue
         skipped[reason] += 1
+    if outside_images:
+        shown = ", ".join(f"{f} ({n})" for f, n in list(outside_images.items())[:10])
+        log.warning("instances outside their image dropped in %d image(s): %s%s", len(outside_images), shown,
+                    " ..." if len(outside_images) > 10 else "")  # fmt: skip
     for image_id, (boxes, labels, rles) in objects.items():
         rec = records[image_id]
         rec.boxes = np.asarray(boxes, np.float32).reshape(-1, 4)

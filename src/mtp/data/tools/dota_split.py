@@ -35,6 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mtp.data.datasets.rasters import RasterRule, read_rgb_array
 from mtp.data.datasets.rotated_formats import parse_dota_line
 
 __all__ = ["PRESETS", "make_windows", "parse_patch_id", "patch_id", "split_dota", "window_starts"]
@@ -153,9 +154,8 @@ def _fmt(v: float) -> str:
 
 def _split_one(job: tuple[Path, Path | None, bool, Path, dict[str, Any]]) -> dict[str, int]:
     image_path, ann_path, labelled, out_root, cfg = job
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {image_path}")
+    # the raster rule (OpenCV for 8-bit RGB, as mmrotate's splitter; 16-bit / float / grey by the documented rule)
+    image = np.ascontiguousarray(read_rgb_array(image_path, RasterRule(decoder="cv2"))[..., ::-1])  # BGR
     h, w = image.shape[:2]
     objects = None
     if labelled:
