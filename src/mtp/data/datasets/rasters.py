@@ -198,7 +198,7 @@ def _truncation(info: RasterInfo) -> str | None:
         head = f.read(8)
         f.seek(max(0, size - 1024))
         tail = f.read()
-    if head.startswith(b"\x89PNG") and b"IEND" not in tail[-64:]:
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
         return "truncated PNG (no IEND chunk at the end of the file)"
     if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
         return "truncated JPEG (no end-of-image marker)"
