@@ -161,14 +161,17 @@ def raster_info(path: str | Path) -> RasterInfo:
         raise FileNotFoundError(f"{path}: image file not found")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: empty file (0 bytes)")
+    first_error: Exception | None = None
     try:
         if path.suffix.lower() not in TIFF_SUFFIXES:
             try:
                 return _pil_info(path)
-            except Exception:  # Pillow raises many types for broken files; GDAL reads more formats
+            except Exception as e:  # Pillow raises many types for broken files; GDAL reads more formats
+                first_error = e
                 return _rasterio_info(path)
         return _rasterio_info(path)
-    except Exception as error:
+    except Exception as last_error:
+        error = first_error or last_error  # the message of the reader meant for this file type
         with open(path, "rb") as f:
             kind = _magic(f.read(16))
         if kind is None:
