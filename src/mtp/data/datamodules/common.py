@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from mtp.data.datamodules.bad_samples import DataCheckHooks
+from mtp.data.datasets.checks import FORKSERVER_PRELOAD
 
 __all__ = ["SeededLoaders", "WorkerStartMethod", "collate_padded", "limit_worker_threads", "worker_process_options"]
 
@@ -28,9 +29,9 @@ __all__ = ["SeededLoaders", "WorkerStartMethod", "collate_padded", "limit_worker
 WorkerStartMethod = Literal["forkserver", "spawn", "fork"]
 
 #: Imported once by the fork server (a single-threaded process), so each worker forked from it starts in
-#: milliseconds instead of importing torch and the readers again.
-_FORKSERVER_PRELOAD = ["__main__", "numpy", "cv2", "PIL.Image", "torch", "torchvision.transforms.v2",
-                       "mtp.data.datamodules"]  # fmt: skip
+#: milliseconds instead of importing torch and the readers again. One list for the DataLoader workers and the data
+#: check's processes: whichever starts the (process-wide) fork server first sets what it preloads.
+_FORKSERVER_PRELOAD = FORKSERVER_PRELOAD
 
 
 def limit_worker_threads(_: int) -> None:

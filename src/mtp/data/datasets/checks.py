@@ -33,7 +33,15 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHECK_LEVELS", "DataCheckError", "DataProblem", "ScanReport", "check_datasets", "scan_dataset"]
+__all__ = [
+    "CHECK_LEVELS",
+    "FORKSERVER_PRELOAD",
+    "DataCheckError",
+    "DataProblem",
+    "ScanReport",
+    "check_datasets",
+    "scan_dataset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +132,10 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-#: Imported once by the fork server, so each checking process starts in milliseconds.
-_PRELOAD = ["numpy", "PIL.Image", "cv2", "torch", "rasterio", "mtp.data.datasets.checks"]
+#: Imported once by the fork server, so each process forked from it (the check's, and the DataLoader workers of the
+#: datamodules, which share the process-wide server) starts in milliseconds instead of importing torch again.
+FORKSERVER_PRELOAD = ["__main__", "numpy", "cv2", "PIL.Image", "rasterio", "torch", "torchvision.transforms.v2",
+                      "mtp.data.datasets.checks", "mtp.data.datamodules"]  # fmt: skip
 #: Below this many items a 'full' check runs in the calling process (starting processes costs seconds).
 MIN_ITEMS_PER_PROCESS = 32
 
@@ -134,7 +144,7 @@ def _executor(dataset: Any, level: str, workers: int) -> Executor:
     if level == "quick":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check-data")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)  # takes effect when the server first starts
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)  # takes effect when the server first starts
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(dataset,))
 
 
