@@ -129,6 +129,7 @@ def test_fair1m_release_xml_to_submission_xml(tmp_path):
     assert root_el.find("size/width").text == "128"
 
 
+@pytest.mark.timeout(1200)  # a short learning run: minutes on a busy machine
 def test_the_detector_can_fit_a_few_images(tmp_path):
     """Overfitting 2 images: a broken target, coder, RoI op or post-processing would not reach this."""
     torch.manual_seed(0)

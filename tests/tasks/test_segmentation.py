@@ -93,6 +93,7 @@ def test_spacenet_release_to_masks_fit_with_validation_and_test(tmp_path):
     assert "IoU.building" in metrics and 0 <= metrics["aAcc"] <= 100
 
 
+@pytest.mark.timeout(1200)  # a short learning run: minutes on a busy machine
 def test_short_training_clearly_learns(loveda_root, tmp_path):
     """150 CPU steps on 48 synthetic scenes: held-out mIoU well above what a blind model gets."""
     work = tmp_path / "work"
