@@ -2,8 +2,9 @@
 
 The MTP models take 3-band RGB on the 0–255 scale (then normalised with the ImageNet statistics, see
 docs/CONVENTIONS.md). A scene GeoTIFF can have more bands, another order and another data type; this module
-turns its pixels into that domain. It is independent of the dataset readers' own dtype rules
-(``mtp.data.datasets``); both document what they do and are meant to be reconciled later.
+turns its pixels into that domain. The default for non-uint8 data is the dataset readers' rule (the 2nd–98th
+percentile stretch of :mod:`mtp.data.datasets.raster_rule`, whose :func:`band_ranges` computes it here too), so a
+model sees a scene the way it saw its training tiles; the scene adds Sentinel-2 and fixed-range options.
 
 **Bands** (``--bands``): 1-based band indices in the order the model sees them, e.g. ``3,2,1`` for a
 B, G, R[, NIR] file (Sentinel-2 B2, B3, B4, B8 stacks). Default: bands 1, 2, 3 when the file has at least three
@@ -36,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from mtp.data.datasets.raster_rule import RasterRule, band_ranges
 
 __all__ = ["STATS_SIZE", "BandScaling", "ScaleRule", "default_bands", "parse_bands", "parse_scale"]
 
@@ -150,13 +153,10 @@ class BandScaling:
             return cls(str(rule), (rule.low,) * n_bands, (255.0 / (rule.high - rule.low),) * n_bands)
         if sample is None:
             raise ValueError("percentile scaling needs a sample of the scene")
+        data, valid = np.ma.getdata(sample), ~np.ma.getmaskarray(sample)
+        ranges = band_ranges(data[:n_bands], RasterRule("percentile", (rule.low, rule.high)), valid[:n_bands])
         offsets, gains = [], []
-        for band in range(n_bands):
-            values = sample[band].compressed().astype(np.float64)
-            if values.size == 0:
-                lo, hi = 0.0, 255.0
-            else:
-                lo, hi = (float(v) for v in np.percentile(values, [rule.low, rule.high]))
+        for lo, hi in ranges.tolist():
             if not hi > lo:
                 hi = lo + 1.0
             offsets.append(lo)
