@@ -18,13 +18,14 @@ inference helper (:mod:`mtp.inference.segmentation`, whole or slide) works uncha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.heads.unet import UNetHead
@@ -97,6 +98,7 @@ def build_change_detector(
     dropout: float = 0.1,
     policy: str = "abs_diff",
     pretrained: str | Path | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> ChangeDetector:
     """ViT+RVSA (change-detection copy) + |A-B| fusion + UNet head, the official MTP CD model.
@@ -107,7 +109,8 @@ def build_change_detector(
     LEVIR / WHU / CDD, 224 for OSCD. ``pretrained``: MAE / MTP encoder / MTP whole-model file for the
     backbone; whole fine-tuned files go through :func:`load_change_detector_checkpoint`.
     """
-    overrides = task_copy_overrides(backbone, "change_detection", backbone_overrides)
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    overrides = task_copy_overrides(backbone, "change_detection", overrides)
     net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     in_channels = list(net.out_channels)
     if policy == "concat":

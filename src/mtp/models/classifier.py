@@ -16,12 +16,14 @@ official recipe; any multiple of 16 works). Output: logits (B, num_classes).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 
@@ -71,6 +73,7 @@ def build_classifier(
     num_classes: int,
     img_size: int = 224,
     pretrained: str | Path | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> ImageClassifier:
     """The official scene classifier: ViT+RVSA classification copy + GAP + linear head.
@@ -84,7 +87,8 @@ def build_classifier(
         **backbone_overrides: :func:`mtp.models.create_backbone` overrides (official fine-tuning:
             ``drop_path_rate=0.3``). For ViT+RVSA ``pyramid`` and ``global_rel_pos`` are fixed by the copy.
     """
-    overrides = task_copy_overrides(backbone, "classification", backbone_overrides)
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    overrides = task_copy_overrides(backbone, "classification", overrides)
     net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     return ImageClassifier(net, LinearClsHead(net.out_channels[-1], num_classes))
 

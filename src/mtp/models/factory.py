@@ -241,7 +241,9 @@ def create_model(
         checkpoint_path: a whole-model file (path or catalogue name) loaded after building.
         **kwargs: architecture arguments (e.g. ``channels``, ``fpn_channels``, ``decoder_channels``, ``datasets``)
             and backbone overrides (``drop_path_rate`` — 0.3 in the official fine-tuning —, ``use_checkpoint``,
-            ``embed_dim``, ``depth``, ...).
+            ``embed_dim``, ``depth``, ...). ``backbone_kwargs={...}`` passes backbone overrides explicitly, which
+            is needed where a name is both (InternImage ``channels`` vs the UperNet / MTP decoder ``channels``):
+            ``create_model("upernet_internimage_xl", num_classes=7, channels=512, backbone_kwargs={"channels": 64})``.
     """
     arch, backbone = parse_model_name(name, backbone)
     spec, model_name = _ARCHITECTURES[arch], f"{arch}_{backbone}"
@@ -256,7 +258,8 @@ def create_model(
             if checkpoint_path is not None:
                 raise ValueError(f"pretrained={pretrained!r} is a whole {model_name}; checkpoint_path is redundant")
             checkpoint_path, pretrained, defaults = pretrained, None, dict(entry.create_kwargs)
-    args = {**defaults, **kwargs}
+    explicit = set(kwargs) | set(kwargs.get("backbone_kwargs") or {})  # given either way: overrides the file's
+    args = {**{k: v for k, v in defaults.items() if k not in explicit}, **kwargs}
     args.update({k: v for k, v in (("num_classes", num_classes), ("img_size", img_size)) if v is not None})
     if spec.needs_num_classes and "num_classes" not in args:
         raise TypeError(f"create_model({model_name!r}) needs num_classes=...")

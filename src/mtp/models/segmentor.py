@@ -7,11 +7,13 @@ callers resize them (bilinear, align_corners=False) to the image or label size.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.heads.fcn import FCNHead
 from mtp.models.heads.upernet import UPerHead
@@ -48,13 +50,15 @@ def build_upernet(
     channels: int = 512,
     pretrained: str | Path | None = None,
     aux_head: bool = False,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> Segmentor:
     """ViT+RVSA (or another registered backbone) + UperNet, the official segmentation model.
 
     Official fine-tuning settings: drop_path_rate 0.3, channels 512, dropout 0.1, no aux head.
     """
-    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     head = UPerHead(net.out_channels, num_classes, channels=channels)
     aux = FCNHead(net.out_channels[2], num_classes) if aux_head else None
     return Segmentor(net, head, aux)

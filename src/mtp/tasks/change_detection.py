@@ -115,7 +115,7 @@ class ChangeDetectionTask(L.LightningModule):
             policy=policy,
             pretrained=pretrained,
             checkpoint_path=load_from or None,
-            **(backbone_kwargs or {}),
+            backbone_kwargs=backbone_kwargs,
         )
         names = ["unchanged", "changed"] if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
         self.val_metric = SegmentationMetric(num_classes, ignore_index=ignore_index, class_names=names)

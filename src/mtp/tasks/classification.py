@@ -86,7 +86,7 @@ class ClassificationTask(L.LightningModule):
             raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}")
         self.model = create_model(
             "classifier", backbone=backbone, num_classes=num_classes, img_size=img_size, pretrained=pretrained,
-            checkpoint_path=load_from or None, **(backbone_kwargs or {}),
+            checkpoint_path=load_from or None, backbone_kwargs=backbone_kwargs,
         )  # fmt: skip
         self.class_names = list(class_names) if class_names else None
         self.val_metric = ClassificationMetric(num_classes, top_k=top_k)

@@ -82,7 +82,7 @@ class DetectionTask(L.LightningModule):
             pretrained=pretrained,
             checkpoint_path=load_from or None,
             fpn_channels=fpn_channels,
-            **(backbone_kwargs or {}),
+            backbone_kwargs=backbone_kwargs,
         )
         self.label_offset = 0 if detector == "retinanet" else 1  # torchvision R-CNN: background is 0
         self.with_masks = detector == "mask_rcnn"

@@ -88,7 +88,7 @@ class MultiTaskPretrainingTask(L.LightningModule):
         self.model = create_model(
             "mtp", backbone=backbone, img_size=img_size, datasets=datasets, tasks=tasks, num_classes=num_classes,
             background=background, pretrained=pretrained, checkpoint_path=load_from or None, channels=channels,
-            joint_semantic_trunk=joint_semantic_trunk, budget=budget, **(backbone_kwargs or {}),
+            joint_semantic_trunk=joint_semantic_trunk, budget=budget, backbone_kwargs=backbone_kwargs,
         )  # fmt: skip
         if "ss" in self.model.tasks:  # the UPerHead's own classifier exists (official key) but is never used
             self.model.semsegdecoder.decode_head.conv_seg.requires_grad_(False)

@@ -93,7 +93,7 @@ class RotatedDetectionTask(L.LightningModule):
             fpn_channels=fpn_channels,
             rpn_cfg=RPNConfig(**(rpn_settings or {})),
             rcnn_cfg=RCNNConfig(**(rcnn_settings or {})),
-            **(backbone_kwargs or {}),
+            backbone_kwargs=backbone_kwargs,
         )
         self.class_names = list(class_names) if class_names else None
         self.output_dir_option, self.save_predictions = output_dir, save_predictions

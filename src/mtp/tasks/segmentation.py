@@ -112,7 +112,7 @@ class SemanticSegmentationTask(L.LightningModule):
             pretrained=pretrained,
             checkpoint_path=load_from or None,
             aux_head=aux_head,
-            **(backbone_kwargs or {}),
+            backbone_kwargs=backbone_kwargs,
         )
         self.class_names = list(class_names) if class_names else None
         self.palette = [tuple(c) for c in palette] if palette else None

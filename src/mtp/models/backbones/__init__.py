@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from torch import nn
@@ -61,6 +61,18 @@ def create_backbone(
     return model
 
 
+def merge_backbone_kwargs(overrides: Mapping[str, object], backbone_kwargs: Mapping[str, object] | None) -> dict:
+    """The backbone overrides of a task-model builder: its ``**backbone_overrides`` plus an explicit
+    ``backbone_kwargs`` mapping, for constructor arguments whose names the architecture also uses (InternImage
+    ``channels`` next to UperNet's ``channels``). A name given both ways with different values is an error."""
+    merged = dict(overrides)
+    for key, value in (backbone_kwargs or {}).items():
+        if key in merged and merged[key] != value:
+            raise ValueError(f"backbone argument {key!r} given twice: {merged[key]!r} and {value!r} (backbone_kwargs)")
+        merged[key] = value
+    return merged
+
+
 @register_backbone
 def vit_b_rvsa(img_size: int = 224, **overrides) -> ViTRVSA:
     """ViT-B + RVSA: 768 dim, 12 blocks, 12 heads, global blocks 2/5/8/11, taps 3/5/7/11."""
@@ -107,6 +119,7 @@ __all__ = [
     "create_backbone",
     "internimage_xl",
     "list_backbones",
+    "merge_backbone_kwargs",
     "register_backbone",
     "vit_b_rvsa",
     "vit_l_rvsa",

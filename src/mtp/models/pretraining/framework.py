@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.pretraining.decoders import InstanceDecoder, ProposalBudget, RotatedDecoder, SemanticDecoder
 from mtp.models.pretraining.heads import dataset_linear, semantic_head
 
@@ -225,6 +226,7 @@ def build_mtp_model(
     channels: int = 256,
     joint_semantic_trunk: bool = False,
     budget: ProposalBudget | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> MultiTaskPretrainModel:
     """MTP pretraining model on the ViT+RVSA pretraining copy (global rel-pos tables, pyramid taps).
@@ -233,7 +235,8 @@ def build_mtp_model(
     defaults to the official SAMRS counts for ``datasets``.
     """
     counts = {d: (num_classes or OFFICIAL_NUM_CLASSES)[d] for d in datasets}
-    encoder = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **backbone_overrides)
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    encoder = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     return MultiTaskPretrainModel(
         encoder,
         counts,

@@ -16,7 +16,9 @@ Labels follow torchvision inside the model (1..K, background 0); the task conver
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.detectors.horizontal.components import (
     MaxIoUMatcher,
@@ -166,11 +168,13 @@ def build_faster_rcnn(
     pretrained: str | Path | None = None,
     fpn_channels: int = 256,
     with_mask: bool = False,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> FasterRCNN:
     """Faster R-CNN (``with_mask=False``, the DIOR configs) or Mask R-CNN (``with_mask=True``, the MTP
     pretraining instance decoder) on the ViT+RVSA detection copy. ``num_classes`` excludes background."""
-    body = _vit_fpn(backbone, img_size, pretrained, fpn_channels, backbone_overrides)
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    body = _vit_fpn(backbone, img_size, pretrained, fpn_channels, overrides)
     cls = MaskRCNN if with_mask else FasterRCNN
     model = cls(body, num_classes=num_classes + 1)  # torchvision defaults, replaced below by the mmdet-like parts
     model.transform = PrebatchedTransform(32)

@@ -13,7 +13,9 @@ score > 0.05, NMS 0.5, 100 per image. Labels are 0-based (no background channel)
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 from torchvision.models.detection import RetinaNet
@@ -21,7 +23,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.detectors.horizontal.components import MaxIoUMatcher, PrebatchedTransform, UnroundedAnchorGenerator
 
@@ -69,10 +71,12 @@ def build_retinanet(
     img_size: int = 416,
     pretrained: str | Path | None = None,
     fpn_channels: int = 256,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> RetinaNet:
     """RetinaNet (xView configs, 60 classes) on the ViT+RVSA detection copy."""
-    overrides = task_copy_overrides(backbone, "detection", backbone_overrides)  # ViT: RVSA_MTP_branches
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    overrides = task_copy_overrides(backbone, "detection", overrides)  # ViT: RVSA_MTP_branches
     body = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     features = ViTWithRetinaFPN(body, fpn_channels)
     octave = [2 ** (i / 3) for i in range(3)]

@@ -10,11 +10,13 @@ Input: a normalised batch (B, 3, H, W) padded to a multiple of 32 and the resize
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
-from mtp.models.backbones import create_backbone
+from mtp.models.backbones import create_backbone, merge_backbone_kwargs
 from mtp.models.backbones.copies import task_copy_overrides
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.detectors.oriented_rcnn.roi_head import OrientedRoIHead, RCNNConfig, Shared2FCBBoxHead
@@ -58,6 +60,7 @@ def build_oriented_rcnn(
     fpn_channels: int = 256,
     rpn_cfg: RPNConfig | None = None,
     rcnn_cfg: RCNNConfig | None = None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
     **backbone_overrides,
 ) -> OrientedRCNN:
     """ViT+RVSA detection copy (``RVSA_MTP_branches``: no global rel-pos tables) + FPN + Oriented R-CNN.
@@ -65,7 +68,8 @@ def build_oriented_rcnn(
     Official fine-tuning: ``drop_path_rate=0.3, use_checkpoint=True``; ``rpn_cfg`` / ``rcnn_cfg``
     default to the official train/test settings.
     """
-    overrides = task_copy_overrides(backbone, "detection", backbone_overrides)  # ViT: RVSA_MTP_branches
+    overrides = merge_backbone_kwargs(backbone_overrides, backbone_kwargs)
+    overrides = task_copy_overrides(backbone, "detection", overrides)  # ViT: RVSA_MTP_branches
     net = create_backbone(backbone, img_size=img_size, pretrained=pretrained, **overrides)
     neck = FPN(net.out_channels, fpn_channels)
     rpn = OrientedRPNHead(fpn_channels, cfg=rpn_cfg)
