@@ -140,8 +140,18 @@ class Weights:
         return f"{backbone} {what}, {self.pretraining} on {self.dataset}"
 
 
-def _twins(size: str, route: str) -> tuple[str, ...]:
-    """Our config twins of ViT-``size`` runs initialised from ``route`` ('mae' or 'mae-mtp')."""
+def _twin_stem(pattern: str, backbone: str) -> str:
+    """Our twin of a run: ``pattern`` in the ViT form (``vit-rvsa-{s}-...``, ``rvsa-{s}-...``, routes ``mae`` /
+    ``mae-mtp``) for ``backbone``; InternImage-XL twins are named ``intern-xl-...`` with routes ``imp`` /
+    ``imp-mtp``, as the official configs."""
+    if backbone == "internimage_xl":
+        return pattern.replace("vit-rvsa-{s}", "intern-xl").replace("rvsa-{s}", "intern-xl").replace("mae", "imp")
+    return pattern.replace("{s}", backbone[4])
+
+
+def _twins(backbone: str, route: str) -> tuple[str, ...]:
+    """Our config twins of ``backbone`` runs initialised from ``route`` (ViT 'mae' / 'mae-mtp', InternImage-XL
+    'imp' / 'imp-mtp'), plus the pretraining twin for the file the MTP run starts from."""
     stems = (
         "classification/vit-rvsa-{s}-224-{r}-eurosat", "classification/vit-rvsa-{s}-224-{r}-resisc45",
         "detection/faster-rcnn-rvsa-{s}-800-{r}-dior", "detection/retinanet-rvsa-{s}-416-{r}-xview",
@@ -153,8 +163,16 @@ def _twins(size: str, route: str) -> tuple[str, ...]:
         "change_detection/rvsa-{s}-unet-256-{r}-levir", "change_detection/rvsa-{s}-unet-256-{r}-whu",
         "change_detection/rvsa-{s}-unet-256-{r}-cdd", "change_detection/rvsa-{s}-unet-96-{r}-oscd",
     )  # fmt: skip
-    extra = ("pretraining/vit-{s}-rvsa-448-mae-samrs-mtp-three",) if route == "mae" else ()  # MTP init: MAE
-    return tuple(f"configs/{s.format(s=size, r=route)}.yaml" for s in stems + extra)
+    paths = [f"configs/{_twin_stem(stem, backbone).format(r=route)}.yaml" for stem in stems]
+    if route in ("mae", "imp"):  # the MTP run starts from this file
+        paths.append(f"configs/{_pretraining_twin(backbone)}")
+    return tuple(paths)
+
+
+def _pretraining_twin(backbone: str) -> str:
+    if backbone == "internimage_xl":
+        return "pretraining/internimage-xl-448-imp-samrs-mtp-three.yaml"
+    return f"pretraining/vit-{backbone[4]}-rvsa-448-mae-samrs-mtp-three.yaml"
 
 
 def _pretrained() -> list[Weights]:
@@ -171,23 +189,23 @@ def _pretrained() -> list[Weights]:
         Weights("mae:vit_b_rvsa", "vit-b-checkpoint-1599.pth", "backbone", "vit_b_rvsa", "MAE", "MillionAID",
                 "pretraining", (("OneDrive", "https://1drv.ms/u/s!AimBgYV7JjTlgUPBC6cvpo4oZDSR?e=kNCAhO"),),
                 "Remote-Sensing-RVSA README, table 'Pretraining' (MAE, ViT-B)", mae_keys,
-                configs=_twins("b", "mae")),
+                configs=_twins("vit_b_rvsa", "mae")),
         Weights("mae:vit_l_rvsa", "vit-l-mae-checkpoint-1599.pth", "backbone", "vit_l_rvsa", "MAE", "MillionAID",
                 "pretraining", _PRETRAINED_PAGES, f"{pre}, row 'MAE, ViT-L', column 'Backbone Weights'", mae_keys,
-                configs=_twins("l", "mae")),
+                configs=_twins("vit_l_rvsa", "mae")),
         Weights("imp:internimage_xl", "internimage_xl_22kto1k_384.pth", "backbone", "internimage_xl", "IMP",
                 "ImageNet-22k -> 1k", "pretraining",
                 (("HuggingFace (direct link)", _INTERNIMAGE_URL),),
                 "OpenGVLab/InternImage README, table 'ImageNet-1K' (InternImage-XL, 22k -> 1k, 384, 'pth')",
                 "`model`: InternImage names (`patch_embed`, `levels`) + ImageNet head (`conv_head`, `head`, ...)",
-                url=_INTERNIMAGE_URL),
+                url=_INTERNIMAGE_URL, configs=_twins("internimage_xl", "imp")),
     ]
     for backbone, route, size in (("vit_b_rvsa", "MAE+MTP", "b"), ("vit_l_rvsa", "MAE+MTP", "l"),
                                   ("internimage_xl", "IMP+MTP", None)):  # fmt: skip
         row = f"row '{route}, {_BACKBONE_LABELS[backbone]}'"
         names = imp_names if size is None else vit_names
-        configs = () if size is None else _twins(size, "mae-mtp")
-        produced_by = () if size is None else (f"configs/pretraining/vit-{size}-rvsa-448-mae-samrs-mtp-three.yaml",)
+        configs = _twins(backbone, "imp-mtp" if size is None else "mae-mtp")
+        produced_by = (f"configs/{_pretraining_twin(backbone)}",)
         entries += [
             Weights(f"mtp:{backbone}", f"last_{backbone}_ss_is_rd_pretrn_model_encoder.pth", "backbone", backbone,
                     route, samrs, "pretraining", _PRETRAINED_PAGES, f"{pre}, {row}, column 'Backbone Weights'",
@@ -260,7 +278,7 @@ def _finetuned() -> list[Weights]:
                 label, task, pages, f"MTP README, Finetuned Models › {section}, row '{route}, {label}, "
                 f"{_BACKBONE_LABELS[backbone]}'", _KEYS["faster_rcnn" if arch == "mask_rcnn" else arch],
                 model=f"{arch}_{backbone}", create_kwargs=kwargs, official_config=official,
-                configs=(f"configs/{task}/{twin.format(s=backbone[4])}.yaml",) if vit else (),
+                configs=(f"configs/{task}/{_twin_stem(twin, backbone)}.yaml",),
                 metric=(metric, values[i]), subdir=official.rsplit("/", 1)[1].removesuffix(".py"),
             ))  # fmt: skip
     return entries
