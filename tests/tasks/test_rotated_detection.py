@@ -159,7 +159,7 @@ def test_the_detector_can_fit_a_few_images(tmp_path):
 
 
 def test_official_configs_parse_with_the_official_hyperparameters(capsys):
-    configs = sorted(CONFIGS.glob("oriented-rcnn-*.yaml"))
+    configs = sorted(CONFIGS.glob("oriented-rcnn-rvsa-*.yaml"))  # InternImage twins: test_internimage_twins.py
     assert len(configs) == 16
     for config in configs:
         with pytest.raises(SystemExit) as exit_:
