@@ -78,6 +78,22 @@ def build_on_meta(config: Path) -> nn.Module:
         return task_cls(**args).model
 
 
+def task_from_config(config: Path, **overrides) -> nn.Module:
+    """The task of ``config`` built in Python with ``overrides`` of its init_args (e.g. ``load_from``)."""
+    task_cls, args = model_args(config)
+    return task_cls(**{**args, **overrides})
+
+
+def assert_same_weights(model: nn.Module, expected: dict[str, torch.Tensor], skip_rows: dict[str, int] | None = None):
+    """``model``'s tensors equal ``expected`` (our names); ``skip_rows``: leading rows a loader fills itself
+    (torchvision's background box, absent from mmdet files)."""
+    own = model.state_dict()
+    assert own.keys() == expected.keys()
+    for key, value in expected.items():
+        rows = (skip_rows or {}).get(key.rsplit(".", 1)[0], 0)
+        torch.testing.assert_close(own[key][rows:], value[rows:], rtol=0, atol=0, msg=key)
+
+
 def _replace(shapes: dict, updates: dict) -> dict:
     for key, shape in updates.items():
         assert key in shapes, key

@@ -10,10 +10,10 @@ Only the backbone-less decoders built from torchvision parts and the FPNs are na
   ``….roi_heads.mask_head.upsample``.
 
 Everything else (``encoder.*``, ``semsegdecoder.*``, ``semseghead_k.*``, every per-dataset layer,
-``rotdetdecoder.{rpn_head, roi_head}.*``) has the official name and layout already. The official encoder
+``rotdetdecoder.{rpn_head, roi_head}.*``) has the official name and layout already. The official ViT+RVSA encoder
 carries an unused final ``norm`` (never in the forward pass, docs/CHECKPOINTS.md#vitrvsa-copies): it is ignored on
-load and
-written as an identity LayerNorm (weight 1, bias 0) on export, so exported files have the official key set.
+load and written as an identity LayerNorm (weight 1, bias 0) on export, so exported files have the official key
+set. An InternImage encoder has exactly the official names (``patch_embed``, ``levels``; 875 tensors for XL).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mtp.models.backbones.vit_rvsa import ViTRVSA
 from mtp.models.checkpoints import LoadReport, load_composite_checkpoint
 from mtp.models.pretraining.framework import MultiTaskPretrainModel
 
@@ -71,8 +72,11 @@ def ours_to_official(key: str) -> str:
 
 
 def official_state_dict(model: MultiTaskPretrainModel) -> dict[str, Tensor]:
-    """Whole-model state dict with official names and the official key set (``encoder.norm`` added)."""
+    """Whole-model state dict with official names and the official key set (ViT+RVSA: the unused ``encoder.norm``
+    added; InternImage: its own names, nothing added)."""
     state = {ours_to_official(k): v.detach().cpu() for k, v in model.state_dict().items()}
+    if not isinstance(model.encoder, ViTRVSA):
+        return state
     dim = model.encoder.embed_dim
     encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
     encoder["encoder.norm.weight"], encoder["encoder.norm.bias"] = torch.ones(dim), torch.zeros(dim)
