@@ -13,7 +13,8 @@ docs/CHECKPOINTS.md#prefixes-per-toolbox, docs/CHECKPOINTS.md#head-layouts):
 Input convention: the official pre-processor stacks the two normalised RGB images into one 6-channel
 tensor, so :meth:`ChangeDetector.forward` takes (B, 6, H, W) = cat(A, B) — any callable-on-a-batch
 inference helper (:mod:`mtp.inference.segmentation`, whole or slide) works unchanged. Output: logits
-(B, num_classes, 2H, 2W) for ViT (see the head); resize them bilinearly to the label / image size.
+(B, num_classes, 2H, 2W) for ViT, (B, num_classes, H, W) for InternImage (see the head); resize them bilinearly
+to the label / image size.
 """
 
 from __future__ import annotations
