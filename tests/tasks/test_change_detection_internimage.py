@@ -33,8 +33,10 @@ def test_tiny_internimage_change_detector_fits_tests_and_loads_as_an_official_fi
     write_levir_cd(root, n_train=2, n_val=0, n_test=2, size=64, seed=1)
     data = []
     for stage in ("train", "test"):
-        spec = {"class_path": "mtp.data.datasets.change_detection.LEVIRCD",
-                "init_args": {"root": str(root), "split": stage}}
+        spec = {
+            "class_path": "mtp.data.datasets.change_detection.LEVIRCD",
+            "init_args": {"root": str(root), "split": stage},
+        }
         data += [f"--data.{stage}", json.dumps(spec)]
     args = [
         "--config", str(CONFIG), *data,
