@@ -96,8 +96,9 @@ def test_predict_and_validation_on_unlabelled_and_labelled_pairs(tmp_path):
 def test_schedule_warms_up_per_iteration_then_cosine_per_epoch():
     f = dict(steps_per_epoch=10, warmup_epochs=5, max_epochs=15, warmup_ratio=1e-6, by_epoch=True)
     assert epoch_warmup_cosine_factor(0, **f) == pytest.approx(1e-6)
-    assert epoch_warmup_cosine_factor(25, **f) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
-    assert epoch_warmup_cosine_factor(50, **f) == pytest.approx(1.0)
+    # mmengine LinearLR(end=50 iterations): reaches 1 at iteration 49 (divides by end - 1)
+    assert epoch_warmup_cosine_factor(25, **f) == pytest.approx(1e-6 + (1 - 1e-6) * 25 / 49)
+    assert epoch_warmup_cosine_factor(49, **f) == epoch_warmup_cosine_factor(50, **f) == pytest.approx(1.0)
     # constant within an epoch, half-way down at epoch 10 = 5 + (15 - 5) / 2
     assert epoch_warmup_cosine_factor(100, **f) == epoch_warmup_cosine_factor(109, **f) == pytest.approx(0.5)
     assert epoch_warmup_cosine_factor(150, **f) == pytest.approx(0.0, abs=1e-12)

@@ -93,16 +93,74 @@ def test_num_layers_cannot_be_inferred_without_a_vit():
         layer_decay_param_groups(nn.Sequential(nn.Linear(2, 2)), lr=1.0, weight_decay=0.0, layer_decay=0.9, prefix="")
 
 
-def test_warmup_cosine_schedule_matches_the_official_closed_form():
+def mmengine_chained_lrs(
+    n_iters: int, *, warmup_end: float, start_factor: float, cosine: tuple[int, int, int] | None = None,
+    milestones: tuple[int, ...] = (), gamma: float = 0.1,
+) -> list[float]:
+    """Oracle: the lr (base 1) used at each iteration by mmengine's *chained* schedulers, stepped after every
+    iteration as ParamSchedulerHook does, written from the recurrences in mmengine/optim/scheduler/
+    param_scheduler.py: LinearParamScheduler (total_iters = end - begin - 1), CosineAnnealingParamScheduler
+    (cosine = (begin, end, T_max)) and MultiStepParamScheduler (milestones in iterations)."""
+
+    class Linear:
+        begin, end, total = 0, warmup_end, warmup_end - 1
+
+        def value(self, lr, last):
+            if last == 0:
+                return lr * start_factor
+            return lr * (1 + (1 - start_factor) / (self.total * start_factor + (last - 1) * (1 - start_factor)))
+
+    class Cosine:
+        def __init__(self, begin, end, t_max):
+            self.begin, self.end, self.t_max = begin, end, t_max
+
+        def value(self, lr, last):
+            if last == 0:
+                return lr
+            if (last - 1 - self.t_max) % (2 * self.t_max) == 0:
+                return lr + (1 - math.cos(math.pi / self.t_max)) / 2
+            return (1 + math.cos(math.pi * last / self.t_max)) / (1 + math.cos(math.pi * (last - 1) / self.t_max)) * lr
+
+    class MultiStep:
+        begin, end = 0, 10**9
+
+        def value(self, lr, last):
+            return lr * gamma if last in milestones else lr
+
+    schedulers = [Linear()] + ([Cosine(*cosine)] if cosine else []) + ([MultiStep()] if milestones else [])
+    state = {id(s): -1 for s in schedulers}
+    lr, global_step, out = 1.0, -1, []
+
+    def step():
+        nonlocal lr, global_step
+        global_step += 1
+        for s in schedulers:
+            if s.begin <= global_step < s.end:
+                state[id(s)] += 1
+                lr = s.value(lr, state[id(s)])
+
+    step()  # every scheduler steps once when it is built
+    for _ in range(n_iters):
+        out.append(lr)
+        step()
+    return out
+
+
+def test_warmup_cosine_schedule_matches_mmengine_linear_then_cosine():
+    """The segmentation schedule (LinearLR(end=W) then CosineAnnealingLR(T_max=M-W, begin=W, end=M)) equals
+    mmengine's chained recurrences at every iteration; the warmup reaches 1 at W - 1 (divides by W - 1)."""
     from mtp.tasks.optim import warmup_cosine_factor, warmup_cosine_scheduler
 
+    w, m = 7, 30
+    oracle = mmengine_chained_lrs(m + 3, warmup_end=w, start_factor=1e-3, cosine=(w, m, m - w))
+    ours = [warmup_cosine_factor(t, warmup_iters=w, warmup_ratio=1e-3, max_iters=m) for t in range(m + 3)]
+    assert ours[:m] == pytest.approx(oracle[:m], rel=1e-9, abs=1e-12)
+    assert ours[w - 1] == 1.0 and ours[1] == pytest.approx(1e-3 + (1 - 1e-3) / (w - 1))
     f = lambda t: warmup_cosine_factor(t, warmup_iters=1500, warmup_ratio=1e-6, max_iters=80000)  # noqa: E731
     assert f(0) == pytest.approx(1e-6)
-    assert f(750) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
-    assert f(1500) == pytest.approx(1.0)
+    assert f(1499) == f(1500) == 1.0
     assert f(1500 + 78500 // 2) == pytest.approx(0.5)
-    assert f(80000) == pytest.approx(0.0, abs=1e-12)
-    assert f(90000) == pytest.approx(0.0, abs=1e-12)
+    assert f(80000) == pytest.approx(0.0, abs=1e-12) and f(90000) == pytest.approx(0.0, abs=1e-12)
     model = Segmentor(depth=4)
     optimizer = build_adamw(model, lr=6e-5, weight_decay=0.05, layer_decay=0.9)
     scheduler = warmup_cosine_scheduler(optimizer, warmup_iters=4, warmup_ratio=0.1, max_iters=10)
@@ -114,16 +172,17 @@ def test_warmup_cosine_schedule_matches_the_official_closed_form():
     assert ratios == {round(0.5 * (1 + math.cos(math.pi * 2 / 6)), 12)}
 
 
-def test_warmup_multistep_schedule():
+def test_warmup_multistep_schedule_matches_mmengine():
     from mtp.tasks.optim import warmup_multistep_factor
 
-    def f(step):
+    def f(step, warmup=500, per_epoch=1000):
         return warmup_multistep_factor(
-            step, warmup_iters=500, warmup_ratio=1e-6, steps_per_epoch=1000, milestones=(8, 11)
+            step, warmup_iters=warmup, warmup_ratio=1e-6, steps_per_epoch=per_epoch, milestones=(8, 11)
         )
 
+    oracle = mmengine_chained_lrs(130, warmup_end=5, start_factor=1e-6, milestones=(80, 110))
+    assert [f(t, warmup=5, per_epoch=10) for t in range(130)] == pytest.approx(oracle, rel=1e-9, abs=1e-15)
     assert f(0) == pytest.approx(1e-6)
-    assert f(250) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
-    assert f(500) == f(7999) == 1.0
+    assert f(499) == f(500) == f(7999) == 1.0
     assert f(8000) == pytest.approx(0.1)
     assert f(11000) == pytest.approx(0.01)

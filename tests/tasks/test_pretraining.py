@@ -93,7 +93,7 @@ def test_a_nan_loss_names_the_iteration_files_and_checkpoint(samrs_root, monkeyp
 
     batch = {"sior": make_batch(20, batch=1, size=64)}
     monkeypatch.setattr(task.model, "forward", lambda b: {"sior/ss": {"loss_ce": torch.tensor(float("nan"))}})
-    with pytest.raises(NonFiniteLossError, match=r"iteration 0 .*sior\/ss\.loss_ce.*img0_0\.png.*none written yet"):
+    with pytest.raises(NonFiniteLossError, match=r"global step 0 .*sior\/ss\.loss_ce.*img0_0\.png.*none written yet"):
         task.training_step(batch, 0)
 
 

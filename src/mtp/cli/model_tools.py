@@ -58,8 +58,8 @@ def tool_backbone_shapes(argv: Sequence[str]) -> int:
 
 def tool_reuse_decoder(argv: Sequence[str]) -> int:
     """Turn an MTP pretraining checkpoint into a fine-tuning checkpoint (decoder reuse; change_ckpt)."""
+    from mtp.models.checkpoint_writer import atomic_torch_save
     from mtp.models.pretraining.reuse import REUSE_TASKS, reuse_decoder
-    from mtp.tasks.pretraining_checkpoints import atomic_torch_save
 
     parser = argparse.ArgumentParser(prog="mtp tool reuse-decoder", description=tool_reuse_decoder.__doc__)
     parser.add_argument("--ckpt", required=True, help="official Iter_*/last_* whole-model file or an mtp checkpoint")

@@ -22,7 +22,6 @@ import math
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,27 +32,24 @@ from mtp.inference.outputs import colorize, denormalize, save_png, write_json
 from mtp.inference.segmentation import predict_segmentation
 from mtp.metrics.segmentation import SegmentationMetric, changed_class_scores
 from mtp.models import create_model
-from mtp.tasks.optim import build_adamw
+from mtp.tasks.base import MTPTask, no_labelled_pixels_note
+from mtp.tasks.common import pixel_cross_entropy
+from mtp.tasks.optim import build_adamw, epoch_warmup_cosine_factor
 
 log = logging.getLogger(__name__)
 
-INFERENCE_OPTIONS = ("pretrained", "load_from", "test_mode", "crop_size", "stride", "output_dir", "save_predictions")
+INFERENCE_OPTIONS = (
+    "pretrained",
+    "load_from",
+    "test_mode",
+    "crop_size",
+    "stride",
+    "output_dir",
+    "save_predictions",
+    "allow_class_mismatch",
+)
 CHANGE_PALETTE = [(0, 0, 0), (255, 255, 255)]
 HEADLINE = ("F1", "Precision", "Recall", "IoU")
-
-
-def epoch_warmup_cosine_factor(
-    step: int, *, steps_per_epoch: int, warmup_epochs: float, max_epochs: int, warmup_ratio: float, by_epoch: bool
-) -> float:
-    """LR factor at iteration ``step``: linear ``warmup_ratio`` -> 1 over ``warmup_epochs * steps_per_epoch``
-    iterations, then ``0.5 (1 + cos(pi (e - warmup_epochs) / (max_epochs - warmup_epochs)))`` with ``e`` the
-    current epoch (integer when ``by_epoch``, fractional otherwise); 0 after ``max_epochs``."""
-    warmup_iters = warmup_epochs * steps_per_epoch
-    if step < warmup_iters:
-        return warmup_ratio + (1.0 - warmup_ratio) * step / warmup_iters
-    epoch = step // steps_per_epoch if by_epoch else step / steps_per_epoch
-    progress = min(max(epoch - warmup_epochs, 0) / max(max_epochs - warmup_epochs, 1e-8), 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _pct(value: Tensor) -> float | None:
@@ -61,7 +57,7 @@ def _pct(value: Tensor) -> float | None:
     return None if math.isnan(v) else round(v * 100, 2)
 
 
-class ChangeDetectionTask(L.LightningModule):
+class ChangeDetectionTask(MTPTask):
     """Args:
     backbone, img_size, backbone_kwargs: :func:`mtp.models.change_detector.build_change_detector` arguments
         (official: ``vit_b_rvsa`` / ``vit_l_rvsa``, img_size 256 (OSCD 224), drop_path_rate 0.3).
@@ -72,6 +68,10 @@ class ChangeDetectionTask(L.LightningModule):
     warmup_epochs, warmup_ratio, cosine_by_epoch: schedule; the length is ``trainer.max_epochs``.
     test_mode: 'whole' (official) or 'slide' with ``crop_size`` / ``stride``.
     output_dir: where test/predict write (default ``<default_root_dir>/<stage>``); save_predictions: drawings.
+    class_names: ``unchanged, changed`` for 2 classes (stored in the checkpoint, compared with the datasets');
+        allow_class_mismatch: evaluate a dataset whose class list differs (warning).
+    avg_non_ignore: divide the CE by the labelled pixels only (False: by all pixels, mmseg's default that the
+        official Open-CD configs use).
     """
 
     def __init__(
@@ -86,6 +86,8 @@ class ChangeDetectionTask(L.LightningModule):
         pretrained: str | None = None,
         load_from: str | None = None,
         ignore_index: int = 255,
+        avg_non_ignore: bool = False,
+        class_names: list[str] | None = None,
         lr: float = 6e-5,
         weight_decay: float = 0.05,
         layer_decay: float | None = 0.9,
@@ -98,6 +100,7 @@ class ChangeDetectionTask(L.LightningModule):
         stride: tuple[int, int] = (128, 128),
         output_dir: str | None = None,
         save_predictions: bool = False,
+        allow_class_mismatch: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(INFERENCE_OPTIONS))
@@ -117,9 +120,16 @@ class ChangeDetectionTask(L.LightningModule):
             checkpoint_path=load_from or None,
             backbone_kwargs=backbone_kwargs,
         )
-        names = ["unchanged", "changed"] if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
+        default = ["unchanged", "changed"] if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
+        names = list(class_names) if class_names else default
+        self.class_names, self.allow_class_mismatch = list(class_names) if class_names else None, allow_class_mismatch
         self.val_metric = SegmentationMetric(num_classes, ignore_index=ignore_index, class_names=names)
         self.test_metric = SegmentationMetric(num_classes, ignore_index=ignore_index, class_names=names)
+
+    def setup(self, stage: str) -> None:
+        self.resolve_class_names(self.hparams.num_classes)
+        for metric in (self.val_metric, self.test_metric):
+            metric.class_names = list(self.class_names)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -150,11 +160,13 @@ class ChangeDetectionTask(L.LightningModule):
         return F.interpolate(self.model(images), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def loss(self, logits: Tensor, mask: Tensor) -> Tensor:
+        """Pixel CE (:func:`mtp.tasks.common.pixel_cross_entropy`) at the mask's resolution."""
         logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits.float(), mask, ignore_index=self.hparams.ignore_index)
+        return pixel_cross_entropy(logits, mask, self.hparams.ignore_index, self.hparams.get("avg_non_ignore", False))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.loss(self.model(batch["image"]), batch["mask"])
+        self.stop_if_non_finite(loss, {"loss_seg": loss}, batch, batch_idx)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -190,7 +202,8 @@ class ChangeDetectionTask(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self.val_metric.update_count:
-            self._log_results(self.val_metric, "val")
+            results, _ = self._log_results(self.val_metric, "val")
+            no_labelled_pixels_note(results, self.val_metric, "validation")
         self.val_metric.reset()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -201,13 +214,16 @@ class ChangeDetectionTask(L.LightningModule):
             log.info("test set has no labels: predictions written, no metrics")
             return
         results, changed = self._log_results(self.test_metric, "test")
+        note = no_labelled_pixels_note(results, self.test_metric, "test")
         if self.trainer.is_global_zero:
             out = self.output_dir("test")
             headline = ", ".join(f"{k} {_pct(v)}" for k, v in changed.items())
             table = self.test_metric.table(results) + (f"\nchanged: {headline}" if changed else "")
+            table += f"\nnote: {note}" if note else ""
             out.mkdir(parents=True, exist_ok=True)
             (out / "per_class.txt").write_text(table + "\n")
             data = self.test_metric.to_json(results) | {f"changed.{k}": _pct(v) for k, v in changed.items()}
+            data |= {"note": note} if note else {}
             write_json(data, out / "metrics.json")
             log.info("change-detection results (%s):\n%s", out / "metrics.json", table)
         self.test_metric.reset()

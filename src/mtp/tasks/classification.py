@@ -2,14 +2,15 @@
 
 Defaults are the official ones (docs/RECIPES.md#classification): cross-entropy (no label smoothing, no mixup), AdamW
 lr 6e-5, weight decay 0.05, layer-wise decay 0.9, a linear warmup from ``warmup_ratio`` (1e-6) over
-``warmup_epochs`` (5) epochs then cosine to 0 at the end of training, stepped **per iteration** (the
-epoch counts are converted with the number of optimiser steps per epoch). Batches come from
+``warmup_epochs`` (5) epochs stepped **per iteration** (mmengine ``LinearLR`` with ``convert_to_iter_based``),
+then cosine to 0 at the end of training stepped **once per epoch** as the official mmpretrain
+``CosineAnnealingLR(by_epoch=True)`` (``cosine_by_epoch=False``: per iteration). Batches come from
 :class:`mtp.data.datamodules.ClassificationDataModule`: ``image`` (B, 3, 224, 224)
 normalised float, ``label`` (B,) int64, ``image_path``.
 
 Class order: ``class_names`` (given, or taken from the datamodule's datasets) is written into the
 checkpoint's hyper-parameters; ``mtp test/predict --ckpt_path`` restores it and refuses a labelled
-dataset whose class list differs.
+dataset whose class list differs (:class:`mtp.tasks.base.MTPTask`; ``allow_class_mismatch`` overrides).
 
 ``test`` writes ``<output_dir>/metrics.json`` (``accuracy/top1``, ``accuracy/top5``, per class, the
 confusion matrix), ``per_class.txt`` and ``confusion_matrix.png``; with ``save_predictions`` also
@@ -23,9 +24,9 @@ import csv
 import logging
 import math
 import warnings
+from functools import partial
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,14 +34,15 @@ from torch import Tensor
 from mtp.inference.outputs import save_png, write_json
 from mtp.metrics.classification import ClassificationMetric, confusion_matrix_image
 from mtp.models import create_model
-from mtp.tasks.optim import build_adamw, warmup_cosine_scheduler
+from mtp.tasks.base import MTPTask
+from mtp.tasks.optim import build_adamw, epoch_warmup_cosine_factor
 
 log = logging.getLogger(__name__)
 
-INFERENCE_OPTIONS = ("pretrained", "load_from", "output_dir", "save_predictions")
+INFERENCE_OPTIONS = ("pretrained", "load_from", "output_dir", "save_predictions", "allow_class_mismatch")
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(MTPTask):
     """Args:
     num_classes: EuroSAT 10, RESISC-45 45.
     backbone, img_size, backbone_kwargs: :func:`mtp.models.classifier.build_classifier` arguments
@@ -48,9 +50,10 @@ class ClassificationTask(L.LightningModule):
     pretrained: backbone checkpoint (MAE / MTP encoder / MTP whole model).
     load_from: whole-classifier checkpoint (official mmpretrain file or an mtp checkpoint).
     class_names: label order (default: the datamodule's, sorted folder names); stored in the checkpoint.
+    allow_class_mismatch: evaluate a dataset whose class list differs from the model's (warning).
     lr, weight_decay, layer_decay, betas: AdamW with layer-wise decay (None: off).
-    warmup_epochs / warmup_iters (overrides the epochs), warmup_ratio, max_iters: schedule; max_iters
-        defaults to the trainer's estimated optimiser steps.
+    warmup_epochs / warmup_iters (overrides the epochs), warmup_ratio, max_iters, cosine_by_epoch: schedule;
+        max_iters defaults to the trainer's estimated optimiser steps (max_epochs x steps per epoch).
     top_k: second accuracy reported (5 as mmpretrain).
     output_dir: where test/predict write (default: <trainer.default_root_dir>/<stage>).
     save_predictions: also write ``predictions.csv`` in ``test``.
@@ -73,9 +76,11 @@ class ClassificationTask(L.LightningModule):
         warmup_iters: int | None = None,
         warmup_ratio: float = 1e-6,
         max_iters: int | None = None,
+        cosine_by_epoch: bool = True,
         top_k: int = 5,
         output_dir: str | None = None,
         save_predictions: bool = False,
+        allow_class_mismatch: bool = False,
     ) -> None:
         super().__init__()
         # Inference-time options and file paths are not model hyper-parameters: kept out of the
@@ -89,27 +94,14 @@ class ClassificationTask(L.LightningModule):
             checkpoint_path=load_from or None, backbone_kwargs=backbone_kwargs,
         )  # fmt: skip
         self.class_names = list(class_names) if class_names else None
+        self.allow_class_mismatch = allow_class_mismatch
         self.val_metric = ClassificationMetric(num_classes, top_k=top_k)
         self.test_metric = ClassificationMetric(num_classes, top_k=top_k)
         self._rows: list[list] = []
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        for name in ("train", "val", "test"):
-            classes = list(getattr(getattr(datamodule, f"{name}_dataset", None), "classes", None) or [])
-            if not classes:
-                continue
-            if len(classes) != self.hparams.num_classes:
-                raise ValueError(f"{name} dataset has {len(classes)} classes, the model {self.hparams.num_classes}")
-            if self.class_names is not None and classes != self.class_names:
-                raise ValueError(
-                    f"{name} dataset classes {classes} differ from the model's class order {self.class_names} "
-                    "(stored in the checkpoint / given as model.class_names)"
-                )
-            self.class_names = classes
-        self.class_names = self.class_names or [f"class_{i}" for i in range(self.hparams.num_classes)]
-        self.hparams["class_names"] = list(self.class_names)  # saved with every checkpoint
+        self.resolve_class_names(self.hparams.num_classes)
         for metric in (self.val_metric, self.test_metric):
             metric.class_names = list(self.class_names)
 
@@ -123,19 +115,27 @@ class ClassificationTask(L.LightningModule):
         )
         max_iters = self.hparams.max_iters or self.trainer.estimated_stepping_batches
         if not max_iters or math.isinf(max_iters) or max_iters < 0:
-            raise ValueError("set max_iters, trainer.max_epochs or trainer.max_steps: the schedule is iteration based")
-        warmup = self.hparams.warmup_iters
-        if warmup is None:
-            batches = self.trainer.num_training_batches
-            per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches) if math.isfinite(batches) else 0
-            warmup = round(self.hparams.warmup_epochs * per_epoch)
-        scheduler = warmup_cosine_scheduler(
-            optimizer,
-            warmup_iters=max(int(warmup), 1),
+            raise ValueError("set max_iters, trainer.max_epochs or trainer.max_steps: the schedule needs its length")
+        batches = self.trainer.num_training_batches
+        accumulate = max(self.trainer.accumulate_grad_batches, 1)
+        per_epoch = max(math.ceil(batches / accumulate), 1) if math.isfinite(batches) else int(max_iters)
+        warmup_epochs = self.hparams.warmup_epochs
+        if self.hparams.warmup_iters is not None:
+            warmup_epochs = self.hparams.warmup_iters / per_epoch
+        factor = partial(
+            epoch_warmup_cosine_factor,
+            steps_per_epoch=per_epoch,
+            warmup_epochs=warmup_epochs,
+            max_epochs=max_iters / per_epoch,
             warmup_ratio=self.hparams.warmup_ratio,
-            max_iters=int(max_iters),
+            by_epoch=self.hparams.get("cosine_by_epoch", True),
         )
-        log.info("schedule: %d warmup iterations, %d iterations in all", warmup, max_iters)
+        log.info(
+            "schedule: %d iterations (%.4g epochs of %d), warmup %d iterations, cosine stepped per %s",
+            max_iters, max_iters / per_epoch, per_epoch, round(warmup_epochs * per_epoch),
+            "epoch" if self.hparams.get("cosine_by_epoch", True) else "iteration",
+        )  # fmt: skip
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ training
@@ -146,6 +146,7 @@ class ClassificationTask(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         logits = self.model(batch["image"])
         loss = F.cross_entropy(logits.float(), batch["label"])
+        self.stop_if_non_finite(loss, {"loss_cls": loss}, batch, batch_idx)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", (logits.argmax(1) == batch["label"]).float().mean())
         return loss

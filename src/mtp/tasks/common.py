@@ -1,29 +1,14 @@
-"""Pieces shared by the detection tasks (horizontal and rotated): class-name resolution and the official
-mmdet/mmrotate schedule (AdamW with layer decay, linear warmup, step decay at epoch milestones)."""
+"""Pieces shared by several tasks: the official pixel cross-entropy (segmentation, change detection) and the
+official mmdet/mmrotate schedule (AdamW with layer decay, linear warmup, step decay at epoch milestones)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import lightning as L
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from mtp.tasks.optim import build_adamw, warmup_multistep_factor
-
-
-def resolve_class_names(task: L.LightningModule, num_classes: int, class_names: Sequence[str] | None) -> list[str]:
-    """Check every attached dataset has ``num_classes`` classes and return the class names: ``class_names``,
-    else the first dataset's ``classes``, else ``class_0 ...``."""
-    datamodule = getattr(task.trainer, "datamodule", None) if task._trainer is not None else None
-    names = list(class_names) if class_names else None
-    for split in ("train", "val", "test", "predict"):
-        dataset = getattr(datamodule, f"{split}_dataset", None)
-        if dataset is None:
-            continue
-        if getattr(dataset, "num_classes", num_classes) != num_classes:
-            raise ValueError(f"{split} dataset has {dataset.num_classes} classes, the model {num_classes}")
-        names = names or list(getattr(dataset, "classes", []) or []) or None
-    return names or [f"class_{i}" for i in range(num_classes)]
 
 
 def adamw_warmup_multistep(task: L.LightningModule, prefix: str = "backbone.") -> dict:
@@ -49,3 +34,17 @@ def adamw_warmup_multistep(task: L.LightningModule, prefix: str = "backbone.") -
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def pixel_cross_entropy(
+    logits: Tensor, labels: Tensor, ignore_index: int = 255, avg_non_ignore: bool = False
+) -> Tensor:
+    """Mean pixel cross-entropy of (B, K, H, W) logits against (B, H, W) int64 labels, computed in float32.
+
+    Pixels labelled ``ignore_index`` contribute 0. ``avg_non_ignore=False`` (mmseg's default, the official MTP
+    configs) divides the sum by all B·H·W pixels; ``True`` by the labelled pixels only (torch's
+    ``ignore_index`` mean). A batch without labelled pixels gives 0 either way (not NaN).
+    """
+    summed = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    count = (labels != ignore_index).sum() if avg_non_ignore else labels.new_tensor(labels.numel())
+    return summed / count.clamp(min=1)

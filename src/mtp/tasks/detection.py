@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,15 +27,16 @@ from mtp.metrics.coco.evaluation import flatten_metrics
 from mtp.metrics.coco.metric import CocoDetectionMetric
 from mtp.models import create_model
 from mtp.ops.rotated.boxes import hbox2rbox
-from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
+from mtp.tasks.base import MTPTask
+from mtp.tasks.common import adamw_warmup_multistep
 
 log = logging.getLogger(__name__)
 
 DETECTORS = ("faster_rcnn", "mask_rcnn", "retinanet")  # mtp.models.create_model architectures
-INFERENCE_OPTIONS = ("pretrained", "load_from", "output_dir", "save_predictions")
+INFERENCE_OPTIONS = ("pretrained", "load_from", "output_dir", "save_predictions", "allow_class_mismatch")
 
 
-class DetectionTask(L.LightningModule):
+class DetectionTask(MTPTask):
     """Args:
     num_classes: foreground classes (DIOR 20, xView 60).
     detector: 'faster_rcnn' | 'mask_rcnn' | 'retinanet'.
@@ -44,7 +44,8 @@ class DetectionTask(L.LightningModule):
         (official: drop_path_rate 0.3; use_checkpoint true for DIOR, false for xView).
     pretrained: backbone file; load_from: whole-detector file (official mmdet or mtp).
     lr, weight_decay, layer_decay, betas, warmup_iters, warmup_ratio, milestones, gamma: optimiser.
-    class_names: for tables (taken from the datamodule when omitted).
+    class_names: for tables (taken from the datamodule when omitted; stored in the checkpoint and compared with
+        the datasets' at test / predict time). allow_class_mismatch: evaluate a dataset whose class list differs.
     output_dir, save_predictions: test outputs.
     """
 
@@ -69,6 +70,7 @@ class DetectionTask(L.LightningModule):
         gamma: float = 0.1,
         output_dir: str | None = None,
         save_predictions: bool = False,
+        allow_class_mismatch: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(INFERENCE_OPTIONS))
@@ -87,6 +89,7 @@ class DetectionTask(L.LightningModule):
         self.label_offset = 0 if detector == "retinanet" else 1  # torchvision R-CNN: background is 0
         self.with_masks = detector == "mask_rcnn"
         self.class_names = list(class_names) if class_names else None
+        self.allow_class_mismatch = allow_class_mismatch
         self.output_dir_option, self.save_predictions = output_dir, save_predictions
         iou_types = ("bbox", "segm") if self.with_masks else ("bbox",)
         self.val_metric = CocoDetectionMetric(iou_types=iou_types, num_classes=num_classes)
@@ -94,7 +97,7 @@ class DetectionTask(L.LightningModule):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        self.class_names = resolve_class_names(self, self.hparams.num_classes, self.class_names)
+        self.resolve_class_names(self.hparams.num_classes)
         for metric in (self.val_metric, self.test_metric):
             metric.class_names = list(self.class_names)
 
@@ -118,6 +121,7 @@ class DetectionTask(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         losses = self.model(self._images(batch), self._targets(batch))
         loss = sum(losses.values())
+        self.stop_if_non_finite(loss, losses, batch, batch_idx)
         batch_size = len(batch["img_hw"])
         for key, value in losses.items():
             self.log(f"train/{key}", value, batch_size=batch_size)

@@ -173,16 +173,28 @@ def build_adamw(
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
 
 
+def linear_warmup_factor(step: int, *, warmup_iters: float, warmup_ratio: float) -> float:
+    """mmengine ``LinearLR(start_factor=warmup_ratio, end_factor=1, begin=0, end=warmup_iters)`` at iteration
+    ``step`` (the lr used *for* that iteration): ``warmup_ratio + (1 - warmup_ratio) * step / (warmup_iters - 1)``,
+    reaching exactly 1 at iteration ``warmup_iters - 1`` (mmengine's ``total_iters = end - begin - 1``; see
+    ``mmengine/optim/scheduler/param_scheduler.py``, ``LinearParamScheduler``), 1 afterwards.
+    (mmcv 1.x's ``warmup='linear'`` divides by ``warmup_iters`` instead; no twin uses it.)
+    """
+    span = warmup_iters - 1
+    if step >= span or span <= 0:
+        return 1.0
+    return warmup_ratio + (1.0 - warmup_ratio) * step / span
+
+
 def warmup_cosine_factor(step: int, *, warmup_iters: int, warmup_ratio: float, max_iters: int) -> float:
     """Learning-rate factor of the official segmentation schedule at iteration ``step``.
 
-    mmengine ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)`` then
-    ``CosineAnnealingLR(T_max=max_iters - warmup_iters, eta_min=0)``: a linear ramp from
-    ``warmup_ratio`` to 1 over ``warmup_iters`` iterations, then half a cosine from 1 to 0 at
-    ``max_iters`` (0 afterwards).
+    mmengine ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)`` (:func:`linear_warmup_factor`) then
+    ``CosineAnnealingLR(T_max=max_iters - warmup_iters, eta_min=0, begin=warmup_iters)``: half a cosine from 1 at
+    ``warmup_iters`` to 0 at ``max_iters`` (0 afterwards).
     """
     if step < warmup_iters:
-        return warmup_ratio + (1.0 - warmup_ratio) * step / warmup_iters
+        return linear_warmup_factor(step, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
     span = max(max_iters - warmup_iters, 1)
     progress = min((step - warmup_iters) / span, 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -200,6 +212,24 @@ def warmup_cosine_scheduler(
     )
 
 
+def epoch_warmup_cosine_factor(
+    step: int, *, steps_per_epoch: int, warmup_epochs: float, max_epochs: int, warmup_ratio: float, by_epoch: bool
+) -> float:
+    """LR factor at iteration ``step`` of the epoch-based official recipes (mmpretrain classification, Open-CD
+    change detection): mmengine ``LinearLR(by_epoch=True, end=warmup_epochs, convert_to_iter_based=True)`` — a
+    per-iteration ramp over ``warmup_epochs * steps_per_epoch`` iterations (:func:`linear_warmup_factor`) — then
+    ``CosineAnnealingLR(T_max=max_epochs - warmup_epochs, begin=warmup_epochs, by_epoch=True)``, which changes
+    once per epoch: ``0.5 (1 + cos(pi (e - warmup_epochs) / (max_epochs - warmup_epochs)))`` with ``e`` the
+    current epoch (integer when ``by_epoch``; fractional ``step / steps_per_epoch`` otherwise); 0 after
+    ``max_epochs``."""
+    warmup_iters = warmup_epochs * steps_per_epoch
+    if step < warmup_iters:
+        return linear_warmup_factor(step, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
+    epoch = step // steps_per_epoch if by_epoch else step / steps_per_epoch
+    progress = min(max(epoch - warmup_epochs, 0) / max(max_epochs - warmup_epochs, 1e-8), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def warmup_multistep_factor(
     step: int,
     *,
@@ -209,8 +239,9 @@ def warmup_multistep_factor(
     milestones: tuple[int, ...],
     gamma: float = 0.1,
 ) -> float:
-    """Official detection schedule: ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)`` per
-    iteration, times ``MultiStepLR(milestones, gamma)`` per epoch (epoch = step // steps_per_epoch)."""
-    warm = warmup_ratio + (1.0 - warmup_ratio) * step / warmup_iters if step < warmup_iters else 1.0
+    """Official detection schedule: ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)`` per iteration
+    (:func:`linear_warmup_factor`), times ``MultiStepLR(milestones, gamma)`` per epoch
+    (epoch = step // steps_per_epoch)."""
+    warm = linear_warmup_factor(step, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
     epoch = step // max(steps_per_epoch, 1)
     return warm * gamma ** sum(epoch >= m for m in milestones)

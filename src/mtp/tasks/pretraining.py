@@ -21,7 +21,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,16 +35,15 @@ from mtp.models import create_model
 from mtp.models.pretraining import total_loss
 from mtp.models.pretraining.framework import ProposalBudget
 from mtp.ops.rotated.boxes import rescale_rboxes
+from mtp.tasks.base import MTPTask, NonFiniteLossError
 from mtp.tasks.optim import build_adamw
+
+__all__ = ["MultiTaskPretrainingTask", "NonFiniteLossError"]
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN / inf (the message names the iteration, files and last checkpoint)."""
-
-
-class MultiTaskPretrainingTask(L.LightningModule):
+class MultiTaskPretrainingTask(MTPTask):
     """Args:
     backbone, img_size, backbone_kwargs: encoder (:func:`mtp.models.create_backbone`; official
         ``--image_size 448``, ``use_checkpoint: true`` = ``--use_ckpt True``).
@@ -123,24 +121,14 @@ class MultiTaskPretrainingTask(L.LightningModule):
         batches = {d: b for d, b in batch.items() if d in self.datasets}
         losses = self.model(batches)
         loss = total_loss(losses)
-        if not torch.isfinite(loss):
-            self._stop_on_non_finite(loss, losses, batches)
+        terms = {f"{g}.{k}": v for g, group in losses.items() for k, v in group.items() if "loss" in k}
+        self.stop_if_non_finite(loss, terms, batches, batch_idx)
         size = sum(len(b["image"]) for b in batches.values())
         for group, terms in losses.items():
             group_loss = sum(v for k, v in terms.items() if "loss" in k)
             self.log(f"train/{group}", group_loss, batch_size=size)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
-
-    def _stop_on_non_finite(self, loss: Tensor, losses: dict, batches: dict) -> None:
-        bad = [f"{g}.{k}" for g, terms in losses.items() for k, v in terms.items() if not torch.isfinite(v).all()]
-        files = [p for b in batches.values() for p in b.get("image_path", [])]
-        callback = getattr(self.trainer, "checkpoint_callback", None) if self._trainer is not None else None
-        last = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
-        raise NonFiniteLossError(
-            f"non-finite training loss {float(loss)} at iteration {self.global_step} (terms: {', '.join(bad)}); "
-            f"batch files: {', '.join(files)}; last good checkpoint: {last or 'none written yet'}"
-        )
 
     # ----------------------------------------------------------------- validation
     def _dataset_of(self, batch: dict, dataloader_idx: int) -> str:

@@ -14,31 +14,16 @@ and this callback's loss history); these files are for the official tools and fo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 
+from mtp.models.checkpoint_writer import atomic_torch_save
 from mtp.models.pretraining import encoder_state_dict, official_state_dict
 
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["OfficialPretrainCheckpoints", "atomic_torch_save", "official_file_stem"]
 
 
 def official_file_stem(backbone: str, tasks: list[str] | tuple[str, ...]) -> str:

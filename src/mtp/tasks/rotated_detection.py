@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
@@ -34,14 +33,23 @@ from mtp.models import create_model
 from mtp.models.detectors.oriented_rcnn.roi_head import RCNNConfig
 from mtp.models.detectors.oriented_rcnn.rpn import RPNConfig
 from mtp.ops.rotated.boxes import rescale_rboxes
-from mtp.tasks.common import adamw_warmup_multistep, resolve_class_names
+from mtp.tasks.base import MTPTask
+from mtp.tasks.common import adamw_warmup_multistep
 
 log = logging.getLogger(__name__)
 
-INFERENCE_OPTIONS = ("pretrained", "load_from", "output_dir", "save_predictions", "submission", "merge_patches")
+INFERENCE_OPTIONS = (
+    "pretrained",
+    "load_from",
+    "output_dir",
+    "save_predictions",
+    "submission",
+    "merge_patches",
+    "allow_class_mismatch",
+)
 
 
-class RotatedDetectionTask(L.LightningModule):
+class RotatedDetectionTask(MTPTask):
     """Args:
     num_classes: DOTA-v1 15, DOTA-v2 18, DIOR-R 20, FAIR1M-2.0 37.
     backbone, img_size, backbone_kwargs: ViT+RVSA detection copy (official: drop_path_rate 0.3,
@@ -50,7 +58,9 @@ class RotatedDetectionTask(L.LightningModule):
     fpn_channels, rpn_settings, rcnn_settings: detector overrides (fields of ``RPNConfig`` /
         ``RCNNConfig``); the defaults are the official ones.
     lr, weight_decay, layer_decay, betas, warmup_iters, warmup_ratio, milestones, gamma: optimiser.
-    class_names: for tables and submissions (taken from the datamodule when omitted).
+    class_names: for tables and submissions (taken from the datamodule when omitted; stored in the checkpoint and
+        compared with the datasets' at test / predict time). allow_class_mismatch: use a dataset whose class list
+        differs (warning; the dataset's names are used).
     output_dir, save_predictions, submission ('dota' | 'fair1m' | None), merge_patches: test outputs.
     """
 
@@ -78,6 +88,7 @@ class RotatedDetectionTask(L.LightningModule):
         save_predictions: bool = False,
         submission: str | None = None,
         merge_patches: bool = False,
+        allow_class_mismatch: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(INFERENCE_OPTIONS))
@@ -96,6 +107,7 @@ class RotatedDetectionTask(L.LightningModule):
             backbone_kwargs=backbone_kwargs,
         )
         self.class_names = list(class_names) if class_names else None
+        self.allow_class_mismatch = allow_class_mismatch
         self.output_dir_option, self.save_predictions = output_dir, save_predictions
         self.submission, self.merge_patches = submission, merge_patches
         self.val_metric = DOTAMeanAP(num_classes)
@@ -105,7 +117,7 @@ class RotatedDetectionTask(L.LightningModule):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
-        self.class_names = resolve_class_names(self, self.hparams.num_classes, self.class_names)
+        self.resolve_class_names(self.hparams.num_classes)
         for metric in (self.val_metric, self.test_metric):
             metric.class_names = list(self.class_names)
 
@@ -116,6 +128,7 @@ class RotatedDetectionTask(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         losses = self.model(batch["image"], batch["img_hw"], batch["rboxes"], batch["labels"])
         loss = sum(v for k, v in losses.items() if k.startswith("loss"))
+        self.stop_if_non_finite(loss, {k: v for k, v in losses.items() if k.startswith("loss")}, batch, batch_idx)
         for key, value in losses.items():
             self.log(f"train/{key}", value, batch_size=len(batch["img_hw"]))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["img_hw"]))

@@ -1,13 +1,20 @@
 """Semantic segmentation task: ViT+RVSA + UperNet with the official MTP fine-tuning recipe.
 
-Defaults are the official ones (docs/RECIPES.md#segmentation): CE with ignore 255, AdamW lr 6e-5, weight
-decay 0.05, layer-wise decay 0.9, per-iteration linear warmup over 1500 iterations from 1e-6 then
-cosine to 0 at ``max_iters`` (80k), slide inference. Batches come from
+Defaults are the official ones (docs/RECIPES.md#segmentation): CE with ignore 255 averaged over **all** pixels of the
+batch, ignored ones included (mmseg ``CrossEntropyLoss(avg_non_ignore=False)``, its default;
+``avg_non_ignore=True`` divides by the labelled pixels only), AdamW lr 6e-5, weight decay 0.05, layer-wise decay
+0.9, per-iteration linear warmup over 1500 iterations from 1e-6 (mmengine ``LinearLR``) then cosine to 0 at
+``max_iters`` (80k), slide inference. UperNet's pooling branch has BatchNorm over a 1×1 map: it cannot train on
+one image per device without SyncBN across devices, so ``fit`` refuses ``batch_size 1`` on one device at
+start-up (the official run is 8 GPUs × 1 image with SyncBN; on one device use ``--data.batch_size 8``).
+Batches come from
 :class:`mtp.data.datamodules.SegmentationDataModule`: ``image`` (B, 3, H, W) normalised float
 (or a list of (3, H, W) for evaluation batches of mixed sizes), ``mask`` (B, H, W) int64 (or a
 list), ``image_path``.
 
-``test`` writes ``<output_dir>/metrics.json`` and ``per_class.txt``; with ``save_predictions``
+Class names are stored in every checkpoint and compared with the datasets' (:class:`mtp.tasks.base.MTPTask`).
+``test`` writes ``<output_dir>/metrics.json`` and ``per_class.txt`` (a test set whose pixels are all ignored gives
+null metrics and a ``"note"`` saying so); with ``save_predictions``
 also colour maps and overlays (``show/``) and label PNGs (``labels/``); ``submission="loveda"``
 writes the LoveDA server PNGs (labels 0-6) directly (``submission/``). ``predict`` writes the same
 image outputs for unlabelled data.
@@ -18,7 +25,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -27,6 +33,8 @@ from mtp.inference.outputs import colorize, default_palette, denormalize, overla
 from mtp.inference.segmentation import TTAConfig, predict_segmentation
 from mtp.metrics.segmentation import SegmentationMetric
 from mtp.models import create_model
+from mtp.tasks.base import MTPTask, no_labelled_pixels_note
+from mtp.tasks.common import pixel_cross_entropy
 from mtp.tasks.optim import build_adamw, warmup_cosine_scheduler
 
 log = logging.getLogger(__name__)
@@ -43,10 +51,11 @@ INFERENCE_OPTIONS = (
     "output_dir",
     "save_predictions",
     "submission",
+    "allow_class_mismatch",
 )
 
 
-class SemanticSegmentationTask(L.LightningModule):
+class SemanticSegmentationTask(MTPTask):
     """Args:
     num_classes: output classes (LoveDA 7, SpaceNet v1 2).
     backbone, img_size, backbone_kwargs: :func:`mtp.models.create_backbone` arguments
@@ -54,7 +63,9 @@ class SemanticSegmentationTask(L.LightningModule):
     decode_channels: UperNet width (512 official). aux_head / aux_weight: optional FCN head.
     pretrained: backbone checkpoint (MAE / MTP encoder / MTP whole model).
     load_from: whole-segmentor checkpoint (official mmseg file or an mtp checkpoint).
-    class_names / palette: for tables and colour maps (taken from the datamodule when omitted).
+    class_names / palette: for tables and colour maps (taken from the datamodule when omitted; stored in the
+        checkpoint). allow_class_mismatch: evaluate a dataset whose class list differs from the model's.
+    avg_non_ignore: divide the CE by the labelled pixels only (False: by all pixels, the official mmseg rule).
     lr, weight_decay, layer_decay, betas: AdamW with layer-wise decay (None: off).
     warmup_iters, warmup_ratio, max_iters: schedule (max_iters defaults to trainer.max_steps).
     test_mode: 'slide' or 'whole'; crop_size / stride: slide windows (LoveDA 512/384, SpaceNet 384/256).
@@ -77,6 +88,7 @@ class SemanticSegmentationTask(L.LightningModule):
         class_names: list[str] | None = None,
         palette: list[list[int]] | None = None,
         ignore_index: int = 255,
+        avg_non_ignore: bool = False,
         lr: float = 6e-5,
         weight_decay: float = 0.05,
         layer_decay: float | None = 0.9,
@@ -92,6 +104,7 @@ class SemanticSegmentationTask(L.LightningModule):
         output_dir: str | None = None,
         save_predictions: bool = False,
         submission: str | None = None,
+        allow_class_mismatch: bool = False,
     ) -> None:
         super().__init__()
         # Inference-time options and file paths are not model hyper-parameters: kept out of the
@@ -115,6 +128,7 @@ class SemanticSegmentationTask(L.LightningModule):
             backbone_kwargs=backbone_kwargs,
         )
         self.class_names = list(class_names) if class_names else None
+        self.allow_class_mismatch = allow_class_mismatch
         self.palette = [tuple(c) for c in palette] if palette else None
         self.val_metric = SegmentationMetric(num_classes, ignore_index=ignore_index)
         self.test_metric = SegmentationMetric(num_classes, ignore_index=ignore_index)
@@ -122,21 +136,35 @@ class SemanticSegmentationTask(L.LightningModule):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
+        self.resolve_class_names(self.hparams.num_classes)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         for name in ("train", "val", "test", "predict"):
             dataset = getattr(datamodule, f"{name}_dataset", None)
-            if dataset is None:
-                continue
-            if getattr(dataset, "num_classes", self.hparams.num_classes) != self.hparams.num_classes:
-                raise ValueError(
-                    f"{name} dataset has {dataset.num_classes} classes, the model {self.hparams.num_classes}"
-                )
-            self.class_names = self.class_names or list(getattr(dataset, "classes", []) or []) or None
-            self.palette = self.palette or [tuple(c) for c in getattr(dataset, "palette", None) or []] or None
-        self.class_names = self.class_names or [f"class_{i}" for i in range(self.hparams.num_classes)]
+            if dataset is not None and not self.palette and getattr(dataset, "palette", None):
+                self.palette = [tuple(c) for c in dataset.palette]
         self.palette = self.palette or default_palette(self.hparams.num_classes)
         for metric in (self.val_metric, self.test_metric):
             metric.class_names = list(self.class_names)
+        if stage == "fit":
+            self._check_batch_norm_batch(datamodule)
+
+    def _check_batch_norm_batch(self, datamodule) -> None:
+        """UperNet's 1×1 pooling branch normalises one value per channel and image: batch 1 on one device
+        (or without SyncBN) fails at the first step; say so before building anything else."""
+        batch_size = getattr(datamodule, "batch_size", None)
+        if batch_size != 1:
+            return
+        trainer = self.trainer
+        if trainer.world_size > 1 and getattr(trainer.strategy, "_layer_sync", None) is not None:
+            return  # SyncBN (trainer.sync_batchnorm) pools the statistics of every device
+        raise ValueError(
+            f"data.batch_size is 1 on {trainer.world_size} device(s) without SyncBN across devices: UperNet's "
+            "pooling branch (pool scale 1: BatchNorm over a 1x1 map) cannot train on one image per batch. The "
+            "official recipe is 8 GPUs x 1 image with SyncBN, 8 images per update. On one device use "
+            "--data.batch_size 8 (the official effective batch) or, with less memory, --data.batch_size 2 "
+            "--trainer.accumulate_grad_batches 4 (8 images per update; BatchNorm statistics over 2); on 8 devices "
+            "keep batch_size 1 with --trainer.sync_batchnorm true"
+        )
 
     def configure_optimizers(self):
         optimizer = build_adamw(
@@ -163,17 +191,20 @@ class SemanticSegmentationTask(L.LightningModule):
         return F.interpolate(self.model(images), size=images.shape[-2:], mode="bilinear", align_corners=False)
 
     def loss(self, logits: Tensor, mask: Tensor) -> Tensor:
+        """Pixel CE of (B, K, h, w) logits (upsampled to the mask) against (B, H, W) labels: summed over the
+        labelled pixels, divided by all B·H·W pixels (official), or by the labelled ones (``avg_non_ignore``)."""
         logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits.float(), mask, ignore_index=self.hparams.ignore_index)
+        return pixel_cross_entropy(logits, mask, self.hparams.ignore_index, self.hparams.get("avg_non_ignore", False))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         logits, aux = self.model.forward_with_aux(batch["image"])
-        loss = self.loss(logits, batch["mask"])
-        self.log("train/loss_seg", loss, prog_bar=False)
+        terms = {"loss_seg": self.loss(logits, batch["mask"])}
         if aux is not None:
-            aux_loss = self.loss(aux, batch["mask"])
-            self.log("train/loss_aux", aux_loss)
-            loss = loss + self.hparams.aux_weight * aux_loss
+            terms["loss_aux"] = self.loss(aux, batch["mask"])
+        loss = terms["loss_seg"] + self.hparams.aux_weight * terms.get("loss_aux", 0.0)
+        self.stop_if_non_finite(loss, terms, batch, batch_idx)
+        for key, value in terms.items():
+            self.log(f"train/{key}", value)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -204,6 +235,7 @@ class SemanticSegmentationTask(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         results = self.val_metric.compute()
+        no_labelled_pixels_note(results, self.val_metric, "validation")
         for key in ("mIoU", "aAcc", "mAcc", "mFscore"):
             self.log(f"val/{key}", results[key], sync_dist=False)
         self.val_metric.reset()
@@ -218,12 +250,13 @@ class SemanticSegmentationTask(L.LightningModule):
         results = self.test_metric.compute()
         for key in ("mIoU", "aAcc", "mAcc", "mFscore"):
             self.log(f"test/{key}", results[key])
+        note = no_labelled_pixels_note(results, self.test_metric, "test")
         if self.trainer.is_global_zero:
             out = self.output_dir("test")
-            table = self.test_metric.table(results)
+            table = self.test_metric.table(results) + (f"\nnote: {note}" if note else "")
             (out / "per_class.txt").parent.mkdir(parents=True, exist_ok=True)
             (out / "per_class.txt").write_text(table + "\n")
-            write_json(self.test_metric.to_json(results), out / "metrics.json")
+            write_json(self.test_metric.to_json(results) | ({"note": note} if note else {}), out / "metrics.json")
             log.info("per-class results (%s):\n%s", out / "metrics.json", table)
         self.test_metric.reset()
 
