@@ -94,8 +94,13 @@ def test_num_layers_cannot_be_inferred_without_a_vit():
 
 
 def mmengine_chained_lrs(
-    n_iters: int, *, warmup_end: float, start_factor: float, cosine: tuple[int, int, int] | None = None,
-    milestones: tuple[int, ...] = (), gamma: float = 0.1,
+    n_iters: int,
+    *,
+    warmup_end: float,
+    start_factor: float,
+    cosine: tuple[int, int, int] | None = None,
+    milestones: tuple[int, ...] = (),
+    gamma: float = 0.1,
 ) -> list[float]:
     """Oracle: the lr (base 1) used at each iteration by mmengine's *chained* schedulers, stepped after every
     iteration as ParamSchedulerHook does, written from the recurrences in mmengine/optim/scheduler/

@@ -61,9 +61,9 @@ def _from_jsonargparse(err: BaseException) -> bool:
 
 
 def innermost_cause(err: BaseException) -> BaseException:
-    """The deepest exception of the cause chain that jsonargparse did not raise itself."""
-    candidates = [e for e in _chain(err) if not _from_jsonargparse(e)]
-    return candidates[-1] if candidates else err
+    """The first exception of the cause chain (outermost first) that jsonargparse did not raise itself: the
+    error of the code that built the object (which may itself wrap a lower-level cause)."""
+    return next((e for e in _chain(err) if not _from_jsonargparse(e)), err)
 
 
 def _instantiated_class(err: BaseException) -> tuple[type | None, dict[str, Any]]:
@@ -73,8 +73,9 @@ def _instantiated_class(err: BaseException) -> tuple[type | None, dict[str, Any]
         tb = e.__traceback__
         while tb is not None:
             frame = tb.tb_frame
-            if frame.f_code.co_name == "default_class_instantiator" and "class_type" in frame.f_locals:
-                found = (frame.f_locals["class_type"], dict(frame.f_locals.get("kwargs") or {}))
+            class_type = frame.f_locals.get("class_type")  # jsonargparse's / LightningCLI's instantiators
+            if isinstance(class_type, type):
+                found = (class_type, dict(frame.f_locals.get("kwargs") or {}))
             tb = tb.tb_next
     return found
 

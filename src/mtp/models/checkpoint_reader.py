@@ -78,6 +78,9 @@ def read_checkpoint(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes): the write or download that produced it did not finish")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -91,7 +94,12 @@ def read_checkpoint(path: str | Path) -> Any:
     except pickle.UnpicklingError:
         pass  # globals outside the allowlist: replace them by InertObject below
     except Exception as err:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        if "central directory" in str(err) or isinstance(err, EOFError):
+            raise CheckpointError(
+                f"{path}: truncated or corrupted checkpoint ({size} bytes; the zip archive is incomplete): an "
+                "interrupted write, copy or download; use an intact copy"
+            ) from err
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(err).__name__}: {_reason(err)})") from err
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as err:
@@ -101,7 +109,8 @@ def read_checkpoint(path: str | Path) -> Any:
         return _torch_load(path, [(InertObject, name) for name in names])
     except Exception as err:
         raise CheckpointError(
-            f"{path}: holds objects that cannot be loaded without running code from the file ({_reason(err)})"
+            f"{path}: refused: it holds pickled objects that would run code when loaded ({_reason(err)}); "
+            "nothing from the file was run"
         ) from err
 
 

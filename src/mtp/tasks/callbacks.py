@@ -88,7 +88,7 @@ class SafeInterrupt(L.Callback):
         if not stop or self.interrupted_at is not None:
             return
         path = self._last_path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         for callback in trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath and Path(callback.dirpath) == path.parent:
                 callback.last_model_path = str(path)
