@@ -123,7 +123,7 @@ def build_error_message(err: BaseException, config: Any = None) -> str:
     """``<key> (<class>): <innermost message>`` for an exception raised while the config's classes were built."""
     cause = innermost_cause(err)
     cls, kwargs = _instantiated_class(err)
-    text = str(cause).strip() or type(cause).__name__
+    text = _without_worker_traceback(str(cause).strip()) or type(cause).__name__
     if cause is err and _from_jsonargparse(err):
         text = refine_parser_message(text)
     elif not isinstance(cause, ValueError | OSError | KeyError | TypeError):
@@ -133,6 +133,15 @@ def build_error_message(err: BaseException, config: Any = None) -> str:
     key = _config_key(config, cls, kwargs) if config is not None else ""
     where = f"{key} ({_class_path(cls)})" if key else _class_path(cls)
     return f"{where}: {text}"
+
+
+def _without_worker_traceback(text: str) -> str:
+    """An exception re-raised from a DataLoader worker carries the worker's traceback as text: keep the first
+    line ("Caught ValueError in DataLoader worker process 0.") and the error line."""
+    if "Original Traceback (most recent call last)" not in text:
+        return text
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{lines[0]} {lines[-1].strip()}"
 
 
 def _suggest(option: str, class_path: str) -> str:

@@ -117,7 +117,7 @@ class MTPTask(L.LightningModule):
             if dataset is None:
                 continue
             count = getattr(dataset, "num_classes", None)
-            if isinstance(count, int) and count != num_classes:
+            if isinstance(count, int) and count and count != num_classes:  # 0 / None: unlabelled images
                 raise ValueError(
                     f"the {split} dataset ({type(dataset).__name__}) has {count} classes, the model "
                     f"{num_classes} (model.num_classes / the checkpoint)"

@@ -96,7 +96,7 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
         hflip: float = 0.5,
         auto_augment: str | None = "rand-m9-n2-mstd0.5-inc1",
         re_prob: float = 0.25,
-        re_mode: str = "rand",
+        re_mode: str = "pixel",
         batch_size: int = 8,
         eval_batch_size: int = 8,
         num_workers: int = 4,

@@ -4,8 +4,10 @@ Official recipe (docs/RECIPES.md#classification), from ``timm.data.create_transf
 
 * train: RandomResizedCrop ``img_size`` (scale 0.08-1, ratio 3/4-4/3, bicubic) -> horizontal flip 0.5 ->
   RandAugment ``'rand-m9-n2-mstd0.5-inc1'`` (2 ops, magnitude 9, std 0.5, the "increasing" op set,
-  bicubic, fill = the mean colour) -> to tensor + normalise -> RandomErasing (p 0.25, mode 'rand',
-  area 0.02-1/3);
+  bicubic, fill = the mean colour) -> to tensor + normalise -> RandomErasing (p 0.25, area 0.02-1/3, per-pixel
+  normal noise: timm ``re_mode='pixel'``, which is the official mmpretrain ``RandomErasing(mode='rand',
+  fill_color=mean, fill_std=std)`` after normalisation — a value drawn per pixel and channel; timm's ``'rand'``
+  would draw one colour per channel for the whole box);
 * val / test / predict: resize the short edge to ``img_size / crop_pct`` (256 for 224) bicubic -> centre
   crop ``img_size`` -> to tensor + normalise.
 
@@ -34,7 +36,7 @@ def build_train_transform(
     hflip: float = 0.5,
     auto_augment: str | None = "rand-m9-n2-mstd0.5-inc1",
     re_prob: float = 0.25,
-    re_mode: str = "rand",
+    re_mode: str = "pixel",
     interpolation: str = "bicubic",
 ) -> Callable:
     """PIL RGB image -> normalised float (3, img_size, img_size) with the official training augmentation."""
