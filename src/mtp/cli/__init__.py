@@ -21,8 +21,17 @@ from mtp.cli.lightning import SUBCOMMANDS, run_lightning
 __all__ = ["main"]
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at each record (``main`` may run several times in one process, e.g. in
+    tests that capture stderr, so the stream of the first call may be closed by now)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _setup_logging() -> None:
-    handler = logging.StreamHandler()
+    handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     package_log = logging.getLogger("mtp")
     if not package_log.handlers:
