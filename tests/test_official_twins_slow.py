@@ -1,7 +1,8 @@
 """One training step of one official twin per task family, as given, at the official size, on CPU.
 
 Each case lays out synthetic data where the config expects it (``data/...`` relative paths) and a random
-encoder file in the official MTP layout where its ``pretrained`` slot points, then runs ``mtp fit --config
+encoder file in the official MTP layout where its ``pretrained`` name points (``mtp:vit_b_rvsa`` =
+``$MTP_HOME/last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth``), then runs ``mtp fit --config
 configs/...`` in that folder with only ``--trainer.max_steps 1`` (and no DataLoader workers). The segmentation twin
 (8 GPUs x 1 image with SyncBN in the official recipe) is first run as given on one device: it must stop at
 start-up with the batch-size advice, not at the first step with torch's BatchNorm error; then it trains with
@@ -24,7 +25,7 @@ from mtp.data.synthetic import write_dior, write_dota, write_eurosat, write_levi
 from tests.conftest import REPO
 from tests.official_keys import official_keys
 
-PRETRAINED = "checkpoints/last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth"
+PRETRAINED = "mtp_home/last_vit_b_rvsa_ss_is_rd_pretrn_model_encoder.pth"
 
 
 def _official_encoder(path: Path) -> None:
@@ -58,7 +59,8 @@ def _data(family: str, root: Path) -> str:
 
 def _fit(config: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     args = ["fit", "--config", str(REPO / "configs" / config), "--trainer.max_steps", "1", "--data.num_workers", "0"]
-    env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    env = {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "PATH": "/usr/bin:/bin", "HOME": str(cwd),
+           "MTP_HOME": str(cwd / "mtp_home")}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "mtp.cli", *args, *extra], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=1500)  # fmt: skip
 
