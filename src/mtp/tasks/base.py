@@ -166,8 +166,8 @@ class MTPTask(L.LightningModule):
             for k in own
             if k in state and isinstance(state[k], Tensor) and state[k].shape != own[k].shape
         ]
-        if not (missing or unexpected or mismatched):
-            return
+        if not (missing or unexpected or mismatched) or (not mismatched and not self.strict_loading):
+            return  # strict_loading=False (Lightning's switch) tolerates missing / unexpected keys, not shapes
         hparams = checkpoint.get("hyper_parameters") or {}
         written_by = hparams.get("_class_path", "unknown task")
         details = [
