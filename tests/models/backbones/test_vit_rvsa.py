@@ -71,7 +71,10 @@ def assert_matches_golden(outputs: tuple[torch.Tensor, ...], golden_outputs: lis
         assert relative_error(values, ref["values"]) <= 1e-4
 
 
-@pytest.mark.parametrize("attn_impl", ["sdpa", "reference"])
+PATHS = ["sdpa", "flex", "reference"]
+
+
+@pytest.mark.parametrize("attn_impl", PATHS)
 def test_matches_official_golden_outputs(golden, attn_impl):
     """Padded windows (18x18 tokens -> 21x21) and the global blocks' decomposed relative positions."""
     entry = golden["seg_288"]
@@ -81,7 +84,7 @@ def test_matches_official_golden_outputs(golden, attn_impl):
         assert_matches_golden(model(entry["input"]), entry["outputs"])
 
 
-@pytest.mark.parametrize("attn_impl", ["sdpa", "reference"])
+@pytest.mark.parametrize("attn_impl", PATHS)
 def test_detection_copy_is_the_segmentation_copy_with_zero_global_tables(golden, attn_impl):
     """RVSA_MTP_branches (no global rel-pos tables) equals RVSA_MTP with those tables at zero, as the official
     outputs of both copies do; with the golden parity above this pins the detection copy's numerics."""
@@ -139,27 +142,97 @@ def test_official_hyperparameters():
     assert b.blocks[0].attn.ws == 7 and b.blocks[0].norm1.eps == 1e-6
 
 
-@pytest.mark.parametrize("variant", [dict(), dict(global_rel_pos=False), dict(pyramid=False)])
-@pytest.mark.parametrize("size", [(64, 64), (96, 160), (32, 48)])
-def test_sdpa_path_matches_reference_path_forward_and_backward(variant, size):
-    model = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0, **variant})
-    with torch.no_grad():  # non-trivial tables, so every term of the logits is exercised
+def randomise_position_terms(model) -> None:
+    """Non-trivial tables and window predictors, so that every term of the logits is exercised."""
+    with torch.no_grad():
         for name, p in model.named_parameters():
             if "rel_pos" in name or "sampling" in name:
                 p.normal_(0, 0.3)
-    x = torch.randn(2, 3, *size)
-    results = []
-    for impl in ("reference", "sdpa"):
-        model.zero_grad()
-        model.set_attn_impl(impl)
+
+
+def outputs_and_gradients(model, x, impl, dtype=torch.float32):
+    model.zero_grad()
+    model.set_attn_impl(impl)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         feats = model(x)
-        sum((f * torch.linspace(0, 1, f.numel()).reshape(f.shape)).sum() for f in feats).backward()
-        results.append(([f.detach() for f in feats], {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (ref_out, ref_grad), (out, grad) = results
+    sum((f.float() * torch.linspace(0, 1, f.numel()).reshape(f.shape)).sum() for f in feats).backward()
+    return [f.detach().float() for f in feats], {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "flex"])
+@pytest.mark.parametrize("variant", [dict(), dict(global_rel_pos=False), dict(pyramid=False)])
+@pytest.mark.parametrize("size", [(64, 64), (96, 160), (32, 48)])
+def test_fast_paths_match_reference_path_forward_and_backward(impl, variant, size):
+    model = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0, **variant})
+    randomise_position_terms(model)
+    x = torch.randn(2, 3, *size)
+    ref_out, ref_grad = outputs_and_gradients(model, x, "reference")
+    out, grad = outputs_and_gradients(model, x, impl)
     for a, b in zip(out, ref_out, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for name in ref_grad:
         torch.testing.assert_close(grad[name], ref_grad[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "flex"])
+def test_fast_paths_stay_within_bf16_tolerance_of_the_reference_path(impl):
+    """bf16 autocast: the fast path's error against the float32 result is that of the reference path in bf16
+    (per output map and per parameter gradient: at most 3x the reference's own bf16 error, or 2 %)."""
+    model = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0})
+    randomise_position_terms(model)
+    x = torch.randn(2, 3, 96, 96)
+    true_out, true_grad = outputs_and_gradients(model, x, "reference")
+    ref_out, ref_grad = outputs_and_gradients(model, x, "reference", torch.bfloat16)
+    out, grad = outputs_and_gradients(model, x, impl, torch.bfloat16)
+    for ours, ref, truth in zip(out, ref_out, true_out, strict=True):
+        assert relative_error(ours, truth) <= max(3 * relative_error(ref, truth), 2e-2)
+    for name, truth in true_grad.items():
+        assert relative_error(grad[name], truth) <= max(3 * relative_error(ref_grad[name], truth), 2e-2), name
+
+
+def test_auto_resolves_per_device(monkeypatch):
+    from mtp.models.backbones import rvsa_attention
+
+    assert rvsa_attention.resolve_attn_impl("auto", torch.device("cpu")) == "sdpa"
+    assert rvsa_attention.resolve_attn_impl("reference", torch.device("cuda")) == "reference"
+    monkeypatch.setitem(rvsa_attention.AUTO_ATTN_IMPL, "cuda", "flex")
+    monkeypatch.setattr(rvsa_attention, "flex_attention_available", lambda: True)
+    assert rvsa_attention.resolve_attn_impl("auto", torch.device("cuda")) == "flex"
+    assert rvsa_attention.resolve_attn_impl("auto", torch.device("cpu")) == "sdpa"
+    monkeypatch.setattr(rvsa_attention, "flex_attention_available", lambda: False)
+    assert rvsa_attention.resolve_attn_impl("auto", torch.device("cuda")) == "sdpa"  # no Triton: no flex
+    model = create_backbone("vit_b_rvsa", img_size=64, **TINY)
+    assert {b.attn.attn_impl for b in model.blocks} == {"auto"}
+
+
+def test_taps_are_channels_last_views_of_the_tokens():
+    model = create_backbone("vit_b_rvsa", img_size=64, pyramid=False, **TINY).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(2, 3, 64, 96))
+    for f in feats:
+        assert f.shape == (2, 32, 4, 6) and f.stride() == (4 * 6 * 32, 1, 6 * 32, 32)  # channels-last strides
+
+
+def test_regional_compilation_does_not_recompile_for_batch_sizes_or_seen_sizes():
+    """compile_blocks: one graph per block kind and token grid; batch sizes >= 2 and sizes seen before reuse it.
+    The eager backend keeps this fast: guards and graphs are dynamo's, whatever the backend."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0})
+    compiled = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0})
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_blocks(backend="eager")
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    graphs = []
+    for batch, size in [(2, (64, 96)), (3, (64, 96)), (2, (96, 96)), (4, (96, 96)), (2, (64, 96))]:
+        x = torch.randn(batch, 3, *size)
+        for a, b in zip(compiled(x), eager(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [2, 2, 4, 4, 4]  # window + global block per token grid
+    torch._dynamo.reset()
 
 
 def test_other_input_size_equals_a_model_built_for_that_size(tmp_path):

@@ -10,7 +10,10 @@ Beyond the official code, any token grid works: the tables are resized (official
 to (2H-1) and (2W-1) for the actual (H, W) grid; resized tables are cached while gradients are
 off (inference), and recomputed (differentiably) while training.
 
-Paths (``attn_impl``): ``"sdpa"`` folds the decomposed terms into the dot product (queries get
+Paths (``attn_impl``; ``"auto"`` is resolved per device by
+:func:`mtp.models.backbones.rvsa_attention.resolve_attn_impl`): ``"flex"`` adds the decomposed terms inside
+the FlexAttention kernel (:func:`mtp.ops.flex.decomposed_rel_pos_score`; head dim stays 64, off CUDA the
+same score function runs densely); ``"sdpa"`` folds the decomposed terms into the dot product (queries get
 [rel_h | rel_w] appended, keys the one-hot of their row and column, values zero-padded to the
 same width), so no (N, N) bias is ever materialised and fused (flash) kernels stay usable;
 ``"reference"`` is the official explicit softmax.
@@ -22,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtp.models.backbones.rvsa_attention import resolve_attn_impl
+from mtp.ops.flex import decomposed_rel_pos_score, score_mod_attention
 from mtp.ops.rel_pos import (
     decomposed_rel_pos,
     decomposed_rel_pos_flat,
@@ -38,7 +43,7 @@ class GlobalAttention(nn.Module):
         dim: channels C; num_heads: heads; qkv_bias: bias of the qkv projection.
         rel_pos_size: S for the tables (2S-1, head_dim), or ``None`` for no relative positions
             (the detection copy).
-        attn_impl: ``"sdpa"`` or ``"reference"``.
+        attn_impl: ``"auto"``, ``"sdpa"``, ``"flex"`` or ``"reference"``.
     """
 
     def __init__(
@@ -47,7 +52,7 @@ class GlobalAttention(nn.Module):
         num_heads: int,
         qkv_bias: bool = True,
         rel_pos_size: int | None = None,
-        attn_impl: str = "sdpa",
+        attn_impl: str = "auto",
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -84,10 +89,15 @@ class GlobalAttention(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, N, hd)
-        if self.attn_impl == "reference":
+        impl = resolve_attn_impl(self.attn_impl, x.device)
+        if impl == "reference":
             out = self._attend_reference(q, k, v, hw)
         elif not self.has_rel_pos:
             out = F.scaled_dot_product_attention(q, k, v)
+        elif impl == "flex":
+            q = q * self.scale
+            rel_h, rel_w = decomposed_rel_pos_flat(q, *self.rel_pos_tables(hw), hw)  # (B, heads, N, H|W)
+            out = score_mod_attention(q, k, v, decomposed_rel_pos_score, (rel_h, rel_w), scale=1.0)
         else:
             q = q * self.scale
             rel_h, rel_w = decomposed_rel_pos_flat(q, *self.rel_pos_tables(hw), hw)  # (B, heads, N, H|W)

@@ -10,11 +10,18 @@ resampled (``grid_sample``, zero padding, align_corners=True) on the scaled, rot
 window (see :mod:`mtp.ops.windows`). Logits = scale * q.k + decomposed rel-pos terms (computed
 with the *unscaled* q) + the Swin-style table bias.
 
-Two execution paths, selected by ``attn_impl``:
-* ``"sdpa"`` (default): one ``grid_sample`` for k and v together, the three predictors share one
-  pooling, and attention runs through ``scaled_dot_product_attention`` with an additive bias;
+Execution paths, selected by ``attn_impl`` (:func:`resolve_attn_impl` turns ``"auto"``, the default, into
+one of them per device):
+* ``"sdpa"``: one float32 ``grid_sample`` for k and v together on a padded NCHW copy, the three predictors
+  share one pooling, and attention runs through ``scaled_dot_product_attention`` with a materialised
+  (B*nW, heads, 49, 49) bias;
+* ``"flex"``: token-major end to end. Keys and values are sampled straight from the rows of the ``qkv``
+  output (:func:`mtp.ops.bilinear.bilinear_gather`: no padding, no NCHW copy, k/v stay in the compute
+  dtype, window-major order, so no window partition either), and attention runs through FlexAttention with
+  the decomposed and table biases added inside the kernel (:func:`mtp.ops.flex.window_rel_pos_score`);
+  off CUDA the same score function is evaluated densely;
 * ``"reference"``: a literal transcription of the official arithmetic (explicit softmax), kept
-  for tests.
+  for tests and as the baseline of the benchmarks.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtp.ops.bilinear import bilinear_gather
+from mtp.ops.flex import flex_attention_available, score_mod_attention, window_rel_pos_score
 from mtp.ops.rel_pos import decomposed_rel_pos, decomposed_rel_pos_flat, rel_pos_bias
 from mtp.ops.windows import (
     pad_channels_last,
@@ -32,7 +41,20 @@ from mtp.ops.windows import (
     window_unpartition,
 )
 
-ATTN_IMPLS = ("sdpa", "reference")
+ATTN_IMPLS = ("auto", "sdpa", "flex", "reference")
+# What "auto" means per device type. "flex" is not the CUDA default until benchmarks/gpu_suite.sh has
+# measured it against "sdpa" on a GPU (docs/PERFORMANCE.md#attention-paths); elsewhere FlexAttention has
+# no fused kernel with a backward.
+AUTO_ATTN_IMPL = {"cuda": "sdpa"}
+
+
+def resolve_attn_impl(attn_impl: str, device: torch.device) -> str:
+    """The path ``attn_impl`` means on ``device``: ``"auto"`` -> ``AUTO_ATTN_IMPL[device.type]`` (``"sdpa"``
+    where the table has no entry, or where it names ``"flex"`` but FlexAttention/Triton are missing)."""
+    if attn_impl != "auto":
+        return attn_impl
+    impl = AUTO_ATTN_IMPL.get(device.type, "sdpa")
+    return "sdpa" if impl == "flex" and not flex_attention_available() else impl
 
 
 def _window_predictor(dim: int, out_channels: int, window: int) -> nn.Sequential:
@@ -56,7 +78,7 @@ class RotatedVariedSizeWindowAttention(nn.Module):
 
     Args:
         dim: channels C; num_heads: heads (head_dim = C // heads); window_size: ws (7 in MTP).
-        qkv_bias: bias of the qkv projection; attn_impl: ``"sdpa"`` or ``"reference"``.
+        qkv_bias: bias of the qkv projection; attn_impl: one of :data:`ATTN_IMPLS` (module docstring).
     """
 
     def __init__(
@@ -65,7 +87,7 @@ class RotatedVariedSizeWindowAttention(nn.Module):
         num_heads: int,
         window_size: int = 7,
         qkv_bias: bool = True,
-        attn_impl: str = "sdpa",
+        attn_impl: str = "auto",
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -121,8 +143,11 @@ class RotatedVariedSizeWindowAttention(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         """x: (B, H*W, C) tokens of a (H, W) grid -> (B, H*W, C)."""
-        if self.attn_impl == "reference":
+        impl = resolve_attn_impl(self.attn_impl, x.device)
+        if impl == "reference":
             return self._forward_reference(x, hw)
+        if impl == "flex":
+            return self._forward_flex(x, hw)
         b, n, c = x.shape
         h, w = hw
         ws, heads, hd = self.ws, self.num_heads, self.head_dim
@@ -150,6 +175,41 @@ class RotatedVariedSizeWindowAttention(nn.Module):
 
         out = out.transpose(1, 2).reshape(-1, ws * ws, c)
         out = window_unpartition(out, ws, (hp, wp))[:, padding[2] : padding[2] + h, padding[0] : padding[0] + w]
+        return self.proj(out.reshape(b, n, c))
+
+    def _forward_flex(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        """Token-major path: k/v gathered from the qkv rows in window order, bias inside the attention kernel."""
+        b, n, c = x.shape
+        h, w = hw
+        ws, heads, hd = self.ws, self.num_heads, self.head_dim
+        left, right, top, bottom = padding = symmetric_window_padding(h, w, ws)
+        hp, wp = h + top + bottom, w + left + right
+        nh, nw = hp // ws, wp // ws
+
+        offsets, scales, angles = self._window_params(pad_channels_last(x.reshape(b, h, w, c), padding), hw)
+        grid = rvsa_sampling_grid(offsets, scales, angles, (hp, wp), ws)  # (B*heads, Hp, Wp, 2), normalised
+        # pixels of the unpadded map (zero padding = neighbours outside it read zero), window-major order
+        pixel_scale = grid.new_tensor([(wp - 1) / 2, (hp - 1) / 2])
+        pixel_shift = grid.new_tensor([(wp - 1) / 2 - left, (hp - 1) / 2 - top])
+        loc = torch.addcmul(pixel_shift, grid, pixel_scale).reshape(b, heads, nh, ws, nw, ws, 2)
+        loc = loc.permute(0, 2, 4, 3, 5, 1, 6).reshape(1, -1, 2).expand(2, -1, 2).reshape(-1, 2)
+
+        qkv = self.qkv(x)  # (B, N, 3 * heads * hd): rows of hd values, 3 * heads rows per token
+        rows_per_token = 3 * heads
+        kind = torch.arange(1, 3, device=x.device).view(2, 1, 1, 1) * heads  # k rows start at heads, v at 2 heads
+        base = kind + torch.arange(b, device=x.device).view(1, b, 1, 1) * (n * rows_per_token)
+        base = (base + torch.arange(heads, device=x.device)).expand(2, b, nh * nw * ws * ws, heads).reshape(-1)
+        kv = bilinear_gather(qkv.reshape(-1, hd), loc, base, (h, w), (w * rows_per_token, rows_per_token))
+        k, v = kv.view(2, b * nh * nw, ws * ws, heads, hd).transpose(2, 3)  # (B*nW, heads, ws*ws, hd) each
+
+        q = pad_channels_last(qkv[..., :c].reshape(b, h, w, c), padding)
+        q = q.reshape(b, nh, ws, nw, ws, heads, hd).permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, heads, ws * ws, hd)
+        rel_h, rel_w = decomposed_rel_pos_flat(q, self.rel_pos_h, self.rel_pos_w, (ws, ws))  # (..., 49, 7)
+        buffers = (rel_h, rel_w, self._table_bias().to(q.dtype))
+        out = score_mod_attention(q, k.to(q.dtype), v.to(q.dtype), window_rel_pos_score, buffers, self.scale)
+
+        out = out.transpose(1, 2).reshape(-1, ws * ws, c)
+        out = window_unpartition(out, ws, (hp, wp))[:, top : top + h, left : left + w]
         return self.proj(out.reshape(b, n, c))
 
     def _forward_reference(self, x: Tensor, hw: tuple[int, int]) -> Tensor:

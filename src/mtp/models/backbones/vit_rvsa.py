@@ -17,7 +17,8 @@ relative-position tables.
 Input: float (B, in_chans, H, W), H and W multiples of 16, normalised RGB
 (docs/CONVENTIONS.md#images-and-normalisation). Any such size works: the position embedding and the global
 tables are resized (official bicubic rule) to the actual token grid at run time. Output: tuple of 4
-(B, embed_dim, H/s, W/s) maps.
+(B, embed_dim, H/s, W/s) maps in channels-last memory format (views of the token-major activations; the
+convolutional necks and heads run channels-last from there, which cuDNN prefers for bf16).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mtp.models.backbones.global_attention import GlobalAttention
-from mtp.models.backbones.rvsa_attention import ATTN_IMPLS, RotatedVariedSizeWindowAttention
+from mtp.models.backbones.rvsa_attention import ATTN_IMPLS, RotatedVariedSizeWindowAttention, resolve_attn_impl
 from mtp.ops.rel_pos import resize_pos_embed
 
 
@@ -94,7 +95,11 @@ class ViTRVSA(nn.Module):
         global_rel_pos: False for the detection copy (no tables in global blocks).
         pyramid: True -> fpn1..fpn4 (strides 4/8/16/32); False -> the raw stride-16 taps.
         use_checkpoint: activation checkpointing of every block while training.
-        attn_impl: ``"sdpa"`` (fused, default) or ``"reference"`` (official arithmetic).
+        compile_blocks: regional ``torch.compile`` of every block (:meth:`compile_blocks`); parameter
+            names and checkpoints are unchanged.
+        attn_impl: ``"auto"`` (default: the fast path for the input's device, see
+            :func:`~mtp.models.backbones.rvsa_attention.resolve_attn_impl`), ``"sdpa"``, ``"flex"`` or
+            ``"reference"`` (the official arithmetic; docs/PERFORMANCE.md#attention-paths).
     """
 
     def __init__(
@@ -114,7 +119,8 @@ class ViTRVSA(nn.Module):
         global_rel_pos: bool = True,
         pyramid: bool = True,
         use_checkpoint: bool = False,
-        attn_impl: str = "sdpa",
+        attn_impl: str = "auto",
+        compile_blocks: bool = False,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -165,7 +171,10 @@ class ViTRVSA(nn.Module):
         self.out_channels = [embed_dim] * 4
         self.strides = [4, 8, 16, 32] if pyramid else [patch_size] * 4
         self._pos_cache: dict[tuple, Tensor] = {}
+        self._blocks_compiled = False
         self._init_weights()
+        if compile_blocks:
+            self.compile_blocks()
 
     def is_global_block(self, index: int) -> bool:
         return (index + 1) % self.interval == 0
@@ -174,11 +183,28 @@ class ViTRVSA(nn.Module):
         return self.depth
 
     def set_attn_impl(self, attn_impl: str) -> None:
-        """Switch every attention module between ``"sdpa"`` and ``"reference"``."""
+        """Switch every attention module to ``attn_impl`` (one of ``ATTN_IMPLS``)."""
         if attn_impl not in ATTN_IMPLS:
             raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
         for block in self.blocks:
             block.attn.attn_impl = attn_impl
+
+    def compile_blocks(self, **compile_kwargs) -> None:
+        """Regional compilation: ``torch.compile`` each block in place (``nn.Module.compile``).
+
+        Parameter names, checkpoints and the eager model are unchanged. Blocks of one kind (window /
+        global) share their code: parameters are graph inputs, so each kind compiles once per token
+        grid, not once per block. The batch dimension is marked dynamic (every batch size >= 2 reuses
+        the code; batch 1 is PyTorch's usual specialisation); the token grid is static (``dynamic=False``):
+        a new input size compiles once, sizes seen before never recompile. Fully symbolic grids were
+        measured slower to trace (30-60 s per block kind on CPU, even without code generation) and still
+        recompiled when the window padding or count changed, so static grids are the better trade.
+        Keyword arguments go to ``torch.compile`` (e.g. ``backend``, ``mode``).
+        """
+        compile_kwargs.setdefault("dynamic", False)
+        for block in self.blocks:
+            block.compile(**compile_kwargs)
+        self._blocks_compiled = True
 
     def _init_weights(self) -> None:
         """Official construction-time init: trunc-normal(0.02) Linear / pos_embed, LN 1/0, and
@@ -215,14 +241,22 @@ class ViTRVSA(nn.Module):
         b = x.shape[0]
         x, hw = self.patch_embed(x)
         x = x + self.position_embedding(hw).to(x.dtype)
+        if resolve_attn_impl(self.blocks[0].attn.attn_impl, x.device) != "reference":
+            # The embedding's transpose is a strided view, and element-wise ops keep that layout: without
+            # this copy the whole residual stream stays channel-major (as officially), and every LayerNorm,
+            # Linear and window reshape pays a copy. The reference path keeps the official layout.
+            x = x.contiguous()
+        mark_batch = self._blocks_compiled and not torch.compiler.is_compiling()
         taps = []
         for i, block in enumerate(self.blocks):
+            if mark_batch:
+                torch._dynamo.mark_dynamic(x, 0)  # one compiled block for every batch size (compile_blocks)
             if self.use_checkpoint and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, hw, use_reentrant=False)
             else:
                 x = block(x, hw)
-            if i in self.out_indices:
-                taps.append(x.transpose(1, 2).reshape(b, self.embed_dim, *hw))
+            if i in self.out_indices:  # token-major -> an NCHW view in channels-last memory (no copy)
+                taps.append(x.reshape(b, *hw, self.embed_dim).permute(0, 3, 1, 2))
         if not self.pyramid:
             return tuple(taps)
         return (self.fpn1(taps[0]), self.fpn2(taps[1]), self.fpn3(taps[2]), self.fpn4(taps[3]))
