@@ -88,6 +88,25 @@ def test_backbone_alone_with_empty_prefix_and_adamw_step():
     assert not torch.equal(before, backbone.blocks[0].mlp.fc1.weight)
 
 
+def test_fused_adamw_is_chosen_on_cuda_only_and_takes_the_same_step():
+    """fused=None: the fused kernel only when every parameter is on CUDA; forced on CPU it gives the same update."""
+    torch.manual_seed(0)
+    models = [Segmentor(depth=4), Segmentor(depth=4)]
+    models[1].load_state_dict(models[0].state_dict())
+    default = build_adamw(models[0], lr=1e-2, weight_decay=0.05, layer_decay=0.9)
+    fused = build_adamw(models[1], lr=1e-2, weight_decay=0.05, layer_decay=0.9, fused=True)
+    assert not default.defaults["fused"] and fused.defaults["fused"]
+    x = torch.randn(1, 3, 64, 64)
+    for model, optimizer in zip(models, (default, fused), strict=True):
+        model.eval()  # no stochastic depth: both models see the same function
+        for _ in range(2):
+            optimizer.zero_grad()
+            sum(f.square().mean() for f in model.backbone(x)).backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_num_layers_cannot_be_inferred_without_a_vit():
     with pytest.raises(ValueError, match="num_layers"):
         layer_decay_param_groups(nn.Sequential(nn.Linear(2, 2)), lr=1.0, weight_decay=0.0, layer_decay=0.9, prefix="")

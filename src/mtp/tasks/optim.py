@@ -167,10 +167,19 @@ def build_adamw(
     layer_decay: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     prefix: str = "backbone.",
+    fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over :func:`layer_decay_param_groups` (the official fine-tuning optimiser)."""
+    """AdamW over :func:`layer_decay_param_groups` (the official fine-tuning optimiser).
+
+    ``fused``: PyTorch's fused AdamW kernel (one launch for all parameters, same update rule); None ->
+    on when every trainable parameter is on a CUDA device (build the optimiser after moving the model,
+    as Lightning does), else the default implementation.
+    """
     groups = layer_decay_param_groups(model, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay, prefix=prefix)
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
+    if fused is None:
+        params = [p for g in groups for p in g["params"]]
+        fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused)
 
 
 def linear_warmup_factor(step: int, *, warmup_iters: float, warmup_ratio: float) -> float:
