@@ -174,20 +174,31 @@ def test_fast_paths_match_reference_path_forward_and_backward(impl, variant, siz
         torch.testing.assert_close(grad[name], ref_grad[name], rtol=1e-3, atol=1e-5, msg=name)
 
 
+def assert_bf16_errors_like_reference(low, ref_low, truth) -> None:
+    """bf16 results ``low`` err against the float32 ``truth`` as the reference path's bf16 results ``ref_low`` do.
+
+    Each is (outputs, {name: grad}). Output maps: at most 2x the reference's error + 1e-3. Gradients: single
+    small gradients (LayerNorm weights, biases) swing by tens of percent between two bf16 runs, so the
+    median and the 90th percentile of the per-parameter errors are compared (at most 1.5x the reference's).
+    """
+    (out, grad), (ref_out, ref_grad), (true_out, true_grad) = low, ref_low, truth
+    for ours, ref, exact in zip(out, ref_out, true_out, strict=True):
+        assert relative_error(ours, exact) <= 2 * relative_error(ref, exact) + 1e-3
+    ours = torch.tensor([relative_error(grad[n], g) for n, g in true_grad.items()])
+    theirs = torch.tensor([relative_error(ref_grad[n], g) for n, g in true_grad.items()])
+    for q in (0.5, 0.9):
+        assert ours.quantile(q) <= 1.5 * theirs.quantile(q) + 1e-3, (q, ours.quantile(q), theirs.quantile(q))
+
+
 @pytest.mark.parametrize("impl", ["sdpa", "flex"])
 def test_fast_paths_stay_within_bf16_tolerance_of_the_reference_path(impl):
-    """bf16 autocast: the fast path's error against the float32 result is that of the reference path in bf16
-    (per output map and per parameter gradient: at most 3x the reference's own bf16 error, or 2 %)."""
+    """bf16 autocast: the fast path errs against the float32 result no more than the reference path in bf16."""
     model = create_backbone("vit_b_rvsa", img_size=64, **{**TINY, "drop_path_rate": 0.0})
     randomise_position_terms(model)
     x = torch.randn(2, 3, 96, 96)
-    true_out, true_grad = outputs_and_gradients(model, x, "reference")
-    ref_out, ref_grad = outputs_and_gradients(model, x, "reference", torch.bfloat16)
-    out, grad = outputs_and_gradients(model, x, impl, torch.bfloat16)
-    for ours, ref, truth in zip(out, ref_out, true_out, strict=True):
-        assert relative_error(ours, truth) <= max(3 * relative_error(ref, truth), 2e-2)
-    for name, truth in true_grad.items():
-        assert relative_error(grad[name], truth) <= max(3 * relative_error(ref_grad[name], truth), 2e-2), name
+    truth = outputs_and_gradients(model, x, "reference")
+    ref_low = outputs_and_gradients(model, x, "reference", torch.bfloat16)
+    assert_bf16_errors_like_reference(outputs_and_gradients(model, x, impl, torch.bfloat16), ref_low, truth)
 
 
 def test_auto_resolves_per_device(monkeypatch):
