@@ -1,14 +1,15 @@
 """Backbone throughput and memory: default path vs the straightforward (reference) path.
 
-ViT+RVSA: ``attn_impl`` "sdpa" vs "reference"; InternImage: ``dcn_impl`` "gather" vs "reference"
+ViT+RVSA: ``attn_impl`` "auto" (the default: "sdpa" on CPU and, until measured otherwise, on CUDA), "sdpa",
+"flex" vs "reference"; InternImage: ``dcn_impl`` "gather" vs "reference"
 (the DCNv3 core, :mod:`mtp.ops.dcnv3`). Train step = forward + backward (sum of the feature maps)
 + AdamW step; inference = eval forward under no_grad. Reports images/s, peak memory (CUDA
 allocator; GPU only) and the bytes saved for backward (autograd saved tensors, deduplicated by
 storage: a device-independent measure of activation memory), then the ratios default / reference
-measured in the same run.
+measured in the same run. ``--compile-blocks`` adds regional ``torch.compile`` (ViT+RVSA ``compile_blocks``).
 
 GPU (official comparison setting):
-    python benchmarks/backbone.py --device cuda
+    python benchmarks/backbone.py --device cuda --impls reference sdpa flex
     python benchmarks/backbone.py --device cuda --models internimage_xl --img-size 512 224
 CPU (2 cores; smaller settings so that it finishes in minutes; --tiny shrinks the models):
     python benchmarks/backbone.py --device cpu --img-size 224 --batch-train 2 --batch-infer 2 --dtypes fp32
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.paths import describe_impl, write_json
+
 from mtp.models import create_backbone
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -35,7 +38,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 FAMILIES = {
     "vit": (
         "attn_impl",
-        ("sdpa", "reference"),
+        ("auto", "reference"),
         dict(embed_dim=192, depth=4, num_heads=3, interval=2, out_indices=(0, 1, 2, 3)),
     ),
     "internimage": (
@@ -140,6 +143,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing on")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    parser.add_argument(
+        "--compile-blocks", action="store_true", help="ViT+RVSA: regional torch.compile of the blocks (compile_blocks)"
+    )
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (CPU dry runs: eager)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--saved-only",
@@ -171,7 +178,11 @@ def main(argv=None) -> int:
             overrides = {switch: impl, "use_checkpoint": args.checkpointing, **(tiny if args.tiny else {})}
             model = create_backbone(name, img_size=img_size, **overrides).to(device)
             if args.compile:
-                model = torch.compile(model)
+                model = torch.compile(model, backend=args.compile_backend)
+            if args.compile_blocks:
+                model.compile_blocks(backend=args.compile_backend)
+            label = describe_impl(impl, device) if family(name) == "vit" else impl
+            label += "+compile" if args.compile or args.compile_blocks else ""
             dtype = DTYPES[dtype_name]
             modes = (
                 [("train", args.batch_train)]
@@ -200,9 +211,9 @@ def main(argv=None) -> int:
                         saved = saved_activation_bytes(model, x, dtype, device) / 2**20
                 except torch.OutOfMemoryError:
                     ips, peak, saved = float("nan"), float("nan"), None
-                results.append(Result(name, img_size, dtype_name, impl, mode, batch, ips, peak, saved))
+                results.append(Result(name, img_size, dtype_name, label, mode, batch, ips, peak, saved))
                 print(
-                    f"{name:14s} {img_size:4d} {dtype_name:4s} {impl:9s} {mode:5s} b{batch:<3d} {ips:8.2f} img/s  "
+                    f"{name:14s} {img_size:4d} {dtype_name:4s} {label:9s} {mode:5s} b{batch:<3d} {ips:8.2f} img/s  "
                     f"peak {'-' if peak is None else f'{peak:.2f} GiB':>10s}  "
                     f"saved {'-' if saved is None else f'{saved:.0f} MiB':>9s}",
                     flush=True,
@@ -211,27 +222,26 @@ def main(argv=None) -> int:
             if gpu:
                 torch.cuda.empty_cache()
     print_table(results)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    write_json(args.json, [asdict(r) for r in results], command=" ".join(sys.argv))
     return 0
 
 
 def print_table(results: list[Result]) -> None:
+    """One row per non-reference path, with its ratios to the reference path of the same setting."""
     print(
-        "\n| model | size | dtype | mode | batch | default img/s | reference img/s | speed-up | "
-        "default peak GiB | reference peak GiB | saved-for-backward MiB default / reference |"
+        "\n| model | size | dtype | mode | batch | path | img/s | reference img/s | speed-up | "
+        "peak GiB | reference peak GiB | saved-for-backward MiB path / reference |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     index = {(r.model, r.img_size, r.dtype, r.mode, r.impl): r for r in results}
     for (model, size, dtype, mode, impl), r in index.items():
-        default = FAMILIES[family(model)][1][0]
-        if impl != default or (model, size, dtype, mode, "reference") not in index:
+        ref = index.get((model, size, dtype, mode, "reference"))
+        if impl == "reference" or ref is None:
             continue
-        ref = index[(model, size, dtype, mode, "reference")]
         peak = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         saved = "-" if r.saved_mib is None or ref.saved_mib is None else f"{r.saved_mib:.0f} / {ref.saved_mib:.0f}"
         print(
-            f"| {model} | {size} | {dtype} | {mode} | {r.batch} | {r.img_per_s:.2f} | {ref.img_per_s:.2f} | "
+            f"| {model} | {size} | {dtype} | {mode} | {r.batch} | {impl} | {r.img_per_s:.2f} | {ref.img_per_s:.2f} | "
             f"{r.img_per_s / ref.img_per_s:.2f}x | {peak(r.peak_mem_gib)} | {peak(ref.peak_mem_gib)} | {saved} |"
         )
 

@@ -7,7 +7,7 @@ CE loss at label size + backward + AdamW step (layer decay groups), official siz
 1.30 s / iteration of 4 pairs (≈ 3.1 pairs/s), 5,622 MB.
 
 GPU (the issue's setting):
-    python benchmarks/change_detection.py --device cuda
+    python benchmarks/change_detection.py --device cuda --attn-impls auto reference
 CPU (2 cores, reduced so that it finishes in minutes):
     python benchmarks/change_detection.py --device cpu --img-size 128 --batch 2 --steps 2 --infer 2
 """
@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.paths import describe_impl, set_attn_impl, write_json
+
 from mtp.inference.segmentation import whole_inference
 from mtp.models.change_detector import build_change_detector
 from mtp.tasks.optim import build_adamw
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--infer", type=int, default=None, help="inference forwards to time")
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--attn-impls", nargs="+", default=["auto"], help="ViT+RVSA attention paths to compare")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -102,17 +107,31 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"device {device}, {args.backbone} Siamese + UNet, {args.img_size}² pairs, train batch {args.batch}", flush=True
     )
-    print("| dtype | train pairs/s | train peak GiB | whole-inference pairs/s | inference peak GiB |")
-    print("|---|---|---|---|---|")
+    print("| dtype | attn_impl | train pairs/s | train peak GiB | whole-inference pairs/s | inference peak GiB |")
+    print("|---|---|---|---|---|---|")
+    records = []
     for name in args.dtypes:
-        torch.manual_seed(0)
-        model = build_change_detector(
-            args.backbone, img_size=args.img_size, use_checkpoint=args.checkpointing, drop_path_rate=0.3
-        ).to(device)
-        auto = dict(device_type=device.type, dtype=DTYPES[name], enabled=DTYPES[name] != torch.float32)
-        train_ips, train_peak = train_throughput(model, args, auto, device, steps)
-        infer_ips, infer_peak = infer_throughput(model, args, auto, device)
-        print(f"| {name} | {train_ips:.2f} | {train_peak:.2f} | {infer_ips:.2f} | {infer_peak:.2f} |", flush=True)
+        for impl in args.attn_impls:
+            torch.manual_seed(0)
+            model = build_change_detector(
+                args.backbone, img_size=args.img_size, use_checkpoint=args.checkpointing, drop_path_rate=0.3
+            ).to(device)
+            set_attn_impl(model, impl)
+            auto = dict(device_type=device.type, dtype=DTYPES[name], enabled=DTYPES[name] != torch.float32)
+            train_ips, train_peak = train_throughput(model, args, auto, device, steps)
+            infer_ips, infer_peak = infer_throughput(model, args, auto, device)
+            label = describe_impl(impl, device)
+            records.append(
+                dict(task="change_detection", dtype=name, attn_impl=label, batch=args.batch, img_size=args.img_size,
+                     train_pairs_per_s=train_ips, train_peak_gib=train_peak, infer_pairs_per_s=infer_ips,
+                     infer_peak_gib=infer_peak)
+            )  # fmt: skip
+            print(
+                f"| {name} | {label} | {train_ips:.2f} | {train_peak:.2f} | {infer_ips:.2f} | {infer_peak:.2f} |",
+                flush=True,
+            )
+            del model
+    write_json(args.json, records, command=" ".join(sys.argv))
     return 0
 
 

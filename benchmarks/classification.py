@@ -9,7 +9,7 @@ The official logs (``RS_Tasks_Finetune/Scene_Classification/logs/eurosat``; docs
 ViT-B EuroSAT: 0.39 s/iteration at batch 8, 3,133 MB per GPU.
 
 GPU (the issue's setting):
-    python benchmarks/classification.py --device cuda
+    python benchmarks/classification.py --device cuda --attn-impls auto reference
 CPU (2 cores, reduced so that it finishes in minutes):
     python benchmarks/classification.py --device cpu --batch 2 --steps 2
 """
@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.paths import describe_impl, set_attn_impl, write_json
+
 from mtp.models.classifier import build_classifier
 from mtp.tasks.optim import build_adamw
 
@@ -89,30 +92,41 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing of every block")
+    parser.add_argument("--attn-impls", nargs="+", default=["auto"], help="ViT+RVSA attention paths to compare")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     steps = args.steps or (30 if gpu else 2)
     torch.backends.cuda.matmul.allow_tf32 = True
     print(f"device {device}, {args.backbone} classifier, train {args.img_size}² batch {args.batch}, {steps} steps")
-    print("| dtype | train img/s | s/iteration | peak GiB | saved for backward MiB |")
-    print("|---|---|---|---|---|")
+    print("| dtype | attn_impl | train img/s | s/iteration | peak GiB | saved for backward MiB |")
+    print("|---|---|---|---|---|---|")
+    records = []
     for name in args.dtypes:
-        torch.manual_seed(0)
-        model = build_classifier(
-            args.backbone,
-            num_classes=args.num_classes,
-            img_size=args.img_size,
-            drop_path_rate=0.3,
-            use_checkpoint=args.checkpointing,
-        ).to(device)
-        x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
-        y = torch.randint(0, args.num_classes, (args.batch,), device=device)
-        auto = dict(device_type=device.type, dtype=DTYPES[name], enabled=DTYPES[name] != torch.float32)
-        saved = saved_for_backward_mib(model, x, auto)
-        ips, peak = train_throughput(model, x, y, auto, device, steps)
-        print(f"| {name} | {ips:.2f} | {args.batch / ips:.3f} | {peak:.2f} | {saved:.0f} |", flush=True)
-        del model
+        for impl in args.attn_impls:
+            torch.manual_seed(0)
+            model = build_classifier(
+                args.backbone,
+                num_classes=args.num_classes,
+                img_size=args.img_size,
+                drop_path_rate=0.3,
+                use_checkpoint=args.checkpointing,
+            ).to(device)
+            set_attn_impl(model, impl)
+            x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+            y = torch.randint(0, args.num_classes, (args.batch,), device=device)
+            auto = dict(device_type=device.type, dtype=DTYPES[name], enabled=DTYPES[name] != torch.float32)
+            saved = saved_for_backward_mib(model, x, auto)
+            ips, peak = train_throughput(model, x, y, auto, device, steps)
+            label = describe_impl(impl, device)
+            records.append(
+                dict(task="classification", dtype=name, attn_impl=label, batch=args.batch, img_size=args.img_size,
+                     train_img_per_s=ips, train_peak_gib=peak, saved_mib=saved)
+            )  # fmt: skip
+            print(f"| {name} | {label} | {ips:.2f} | {args.batch / ips:.3f} | {peak:.2f} | {saved:.0f} |", flush=True)
+            del model
+    write_json(args.json, records, command=" ".join(sys.argv))
     return 0
 
 

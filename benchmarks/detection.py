@@ -3,7 +3,7 @@
 Train step = torchvision Faster R-CNN forward with targets (RPN + RoI head losses) + backward + AdamW
 (layer decay) on random 800² images with random boxes, batch 2.
 
-GPU:  python benchmarks/detection.py --device cuda
+GPU:  python benchmarks/detection.py --device cuda --attn-impls auto reference
 CPU:  python benchmarks/detection.py --device cpu --img-size 512 --steps 2 --dtypes fp32
 """
 
@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.paths import describe_impl, set_attn_impl, write_json
+
 from mtp.models.detectors.horizontal.rcnn import build_faster_rcnn
 from mtp.tasks.optim import build_adamw
 
@@ -39,11 +42,12 @@ def random_targets(n_images: int, size: int, device) -> list[dict]:
     return targets
 
 
-def measure(args, dtype, device, steps: int) -> tuple[float, float]:
+def measure(args, dtype, device, steps: int, attn_impl: str = "auto") -> tuple[float, float]:
     torch.manual_seed(0)
     model = build_faster_rcnn(
         "vit_b_rvsa", num_classes=20, img_size=args.img_size, drop_path_rate=0.3, use_checkpoint=args.checkpointing
     ).to(device)
+    set_attn_impl(model, attn_impl)
     model.train()
     optimizer = build_adamw(model, lr=1e-4, weight_decay=0.05, layer_decay=0.9, prefix="backbone.body.")
     images = [torch.randn(3, args.img_size, args.img_size, device=device) for _ in range(args.batch)]
@@ -76,14 +80,24 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing (official DIOR: on)")
+    parser.add_argument("--attn-impls", nargs="+", default=["auto"], help="ViT+RVSA attention paths to compare")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     steps = args.steps or (10 if device.type == "cuda" else 2)
     print(f"device {device}, ViT-B+RVSA Faster R-CNN {args.img_size}² batch {args.batch}")
-    print("| dtype | train s/iter | peak GiB |\n|---|---|---|")
+    print("| dtype | attn_impl | train s/iter | peak GiB |\n|---|---|---|---|")
+    records = []
     for name in args.dtypes:
-        seconds, peak = measure(args, DTYPES[name], device, steps)
-        print(f"| {name} | {seconds:.3f} | {peak:.2f} |", flush=True)
+        for impl in args.attn_impls:
+            seconds, peak = measure(args, DTYPES[name], device, steps, impl)
+            label = describe_impl(impl, device)
+            records.append(
+                dict(task="detection", dtype=name, attn_impl=label, batch=args.batch, img_size=args.img_size,
+                     train_s_per_iter=seconds, train_peak_gib=peak)
+            )  # fmt: skip
+            print(f"| {name} | {label} | {seconds:.3f} | {peak:.2f} |", flush=True)
+    write_json(args.json, records, command=" ".join(sys.argv))
     return 0
 
 

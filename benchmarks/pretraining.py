@@ -2,13 +2,14 @@
 
 One iteration = encoder on the concatenated batch (batch per dataset x 3), UPerHead + per-dataset seg heads,
 Mask R-CNN and Oriented R-CNN per dataset (with targets), the summed loss, backward, grad-norm clip 5 and an
-AdamW step — what ``MultiTaskPretrainingTask.training_step`` runs. Compared: fp32 (the official run) vs bf16
-autocast + activation checkpointing. Images are random, ground truths random boxes with matching masks,
+AdamW step — what ``MultiTaskPretrainingTask.training_step`` runs. Compared: fp32 (the official run), bf16
+autocast, bf16 autocast + activation checkpointing; each for the attention paths in
+``--attn-impls``. Images are random, ground truths random boxes with matching masks,
 rboxes and seg labels (20 per image). With a single process and one image per dataset, the UPerHead trunk
 runs jointly over the datasets (``joint_semantic_trunk``; a per-dataset BatchNorm call needs > 1 value).
 
 GPU (the issue's setting, 448², 1 image per dataset):
-    python benchmarks/pretraining.py --device cuda --backbones vit_b_rvsa vit_l_rvsa
+    python benchmarks/pretraining.py --device cuda --backbones vit_b_rvsa vit_l_rvsa --attn-impls auto reference
 CPU (2 cores, reduced):
     python benchmarks/pretraining.py --device cpu --img-size 224 --steps 2 --backbones vit_b_rvsa
 Data-loader throughput (to compare with the step time): benchmarks/pretraining_data.py.
@@ -24,6 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.paths import describe_impl, set_attn_impl, write_json
+
 from mtp.models.pretraining import build_mtp_model, total_loss
 from mtp.tasks.optim import build_adamw
 
@@ -52,12 +56,16 @@ def make_batch(num_classes: int, batch: int, size: int, objects: int, g: torch.G
     return {"image": image.to(device), "semantic": semantic.to(device), "img_hw": [(size, size)] * batch, **out}
 
 
-def measure(args, backbone: str, mode: str, device) -> tuple[float, float]:
+MODES = {"fp32": (False, False), "bf16": (True, False), "bf16+ckpt": (True, True)}  # (bf16, checkpointing)
+
+
+def measure(args, backbone: str, mode: str, device, attn_impl: str = "auto") -> tuple[float, float]:
     torch.manual_seed(0)
-    bf16 = mode == "bf16+ckpt"
+    bf16, ckpt = MODES[mode]
     model = build_mtp_model(
-        backbone, img_size=args.img_size, use_checkpoint=bf16, joint_semantic_trunk=args.batch == 1
+        backbone, img_size=args.img_size, use_checkpoint=ckpt, joint_semantic_trunk=args.batch == 1
     ).to(device)
+    set_attn_impl(model, attn_impl)
     optimizer = build_adamw(model, lr=6e-5, weight_decay=0.05, prefix="encoder.")
     g = torch.Generator().manual_seed(0)
     batches = {d: make_batch(c, args.batch, args.img_size, args.objects, g, device) for d, c in DATASETS.items()}
@@ -70,7 +78,8 @@ def measure(args, backbone: str, mode: str, device) -> tuple[float, float]:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
 
-    step()  # warm-up (allocations, autotuning)
+    for _ in range(args.warmup):  # allocations, autotuning
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -84,23 +93,34 @@ def measure(args, backbone: str, mode: str, device) -> tuple[float, float]:
     return seconds, peak
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--backbones", nargs="+", default=["vit_b_rvsa"])
-    parser.add_argument("--modes", nargs="+", default=["fp32", "bf16+ckpt"], choices=["fp32", "bf16+ckpt"])
+    parser.add_argument("--modes", nargs="+", default=["fp32", "bf16+ckpt"], choices=sorted(MODES))
     parser.add_argument("--img-size", type=int, default=448)
     parser.add_argument("--batch", type=int, default=1, help="images per dataset")
     parser.add_argument("--objects", type=int, default=20, help="ground-truth objects per image")
     parser.add_argument("--steps", type=int, default=10)
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--attn-impls", nargs="+", default=["auto"], help="ViT+RVSA attention paths to compare")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     print(f"device {device}, {args.img_size}², {args.batch} image(s) per dataset x 3 datasets, all tasks")
-    print(f"{'backbone':<12} {'mode':<10} {'s/iter':>8} {'peak GiB':>9}")
+    print(f"{'backbone':<12} {'mode':<10} {'attn_impl':<12} {'s/iter':>8} {'peak GiB':>9}")
+    records = []
     for backbone in args.backbones:
         for mode in args.modes:
-            seconds, peak = measure(args, backbone, mode, device)
-            print(f"{backbone:<12} {mode:<10} {seconds:8.3f} {peak:9.2f}", flush=True)
+            for impl in args.attn_impls:
+                seconds, peak = measure(args, backbone, mode, device, impl)
+                label = describe_impl(impl, device)
+                records.append(
+                    dict(task="pretraining", backbone=backbone, mode=mode, attn_impl=label, img_size=args.img_size,
+                         images_per_dataset=args.batch, s_per_iter=seconds, peak_gib=peak)
+                )  # fmt: skip
+                print(f"{backbone:<12} {mode:<10} {label:<12} {seconds:8.3f} {peak:9.2f}", flush=True)
+    write_json(args.json, records, command=" ".join(sys.argv))
 
 
 if __name__ == "__main__":

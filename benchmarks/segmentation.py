@@ -3,8 +3,8 @@
 Train step = forward + CE loss + backward + AdamW step (layer decay groups) on random crops.
 Inference = official slide inference (crop 512, stride 384) over one large scene.
 
-GPU (the issue's setting):
-    python benchmarks/segmentation.py --device cuda
+GPU (the issue's setting; --attn-impls auto reference adds the reference path to the same run):
+    python benchmarks/segmentation.py --device cuda --attn-impls auto reference
 CPU (2 cores, reduced so that it finishes in minutes):
     python benchmarks/segmentation.py --device cpu --img-size 256 --batch 2 --scene 1024 --steps 2 --dtypes fp32
 """
@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.paths import describe_impl, set_attn_impl, write_json
+
 from mtp.inference.segmentation import slide_inference
 from mtp.models.segmentor import build_upernet
 from mtp.tasks.optim import build_adamw
@@ -92,6 +95,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--attn-impls", nargs="+", default=["auto"], help="ViT+RVSA attention paths to compare")
+    parser.add_argument("--no-slide", action="store_true", help="training step only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -102,21 +108,37 @@ def main(argv=None) -> int:
         f"slide {args.scene}² crop {args.crop} stride {args.stride}",
         flush=True,
     )
-    print("| dtype | train img/s | train peak GiB | slide scene s | slide Mpx/s | slide peak GiB |")
-    print("|---|---|---|---|---|---|")
+    print("| dtype | attn_impl | train img/s | train peak GiB | slide scene s | slide Mpx/s | slide peak GiB |")
+    print("|---|---|---|---|---|---|---|")
+    records = []
     for name in args.dtypes:
-        torch.manual_seed(0)
-        model = build_upernet(
-            args.backbone, num_classes=7, img_size=args.img_size, drop_path_rate=0.3, use_checkpoint=args.checkpointing
-        ).to(device)
-        auto = dict(device_type=device.type, dtype=DTYPES[name], enabled=DTYPES[name] != torch.float32)
-        train_ips, train_peak = train_throughput(model, args, auto, device, steps)
-        seconds, slide_peak = slide_seconds(model, args, auto, device)
-        print(
-            f"| {name} | {train_ips:.2f} | {train_peak:.2f} | {seconds:.2f} | "
-            f"{args.scene**2 / seconds / 1e6:.3f} | {slide_peak:.2f} |",
-            flush=True,
-        )
+        for impl in args.attn_impls:
+            torch.manual_seed(0)
+            model = build_upernet(
+                args.backbone,
+                num_classes=7,
+                img_size=args.img_size,
+                drop_path_rate=0.3,
+                use_checkpoint=args.checkpointing,
+            ).to(device)
+            set_attn_impl(model, impl)
+            auto = dict(device_type=device.type, dtype=DTYPES[name], enabled=DTYPES[name] != torch.float32)
+            train_ips, train_peak = train_throughput(model, args, auto, device, steps)
+            seconds, slide_peak = float("nan"), float("nan")
+            if not args.no_slide:
+                seconds, slide_peak = slide_seconds(model, args, auto, device)
+            label = describe_impl(impl, device)
+            records.append(
+                dict(task="segmentation", dtype=name, attn_impl=label, batch=args.batch, img_size=args.img_size,
+                     train_img_per_s=train_ips, train_peak_gib=train_peak, slide_s=seconds, slide_peak_gib=slide_peak)
+            )  # fmt: skip
+            print(
+                f"| {name} | {label} | {train_ips:.2f} | {train_peak:.2f} | {seconds:.2f} | "
+                f"{args.scene**2 / seconds / 1e6:.3f} | {slide_peak:.2f} |",
+                flush=True,
+            )
+            del model
+    write_json(args.json, records, command=" ".join(sys.argv))
     return 0
 
 
