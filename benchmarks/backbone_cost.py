@@ -21,7 +21,13 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    flop_registry,
+    register_flop_formula,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,7 +45,24 @@ VIEW_OPS = {
     "aten::empty", "aten::empty_strided", "aten::empty_like", "aten::resolve_conj", "aten::resolve_neg",
     "aten::result_type", "aten::is_nonzero", "aten::_has_compatible_shallow_copy_type", "aten::split_with_sizes",
 }  # fmt: skip
-ATTENTION_FLOP_OPS = ("_scaled_dot_product", "bmm", "_flex_attention")
+ATTENTION_FLOP_OPS = ("_scaled_dot_product", "bmm", "flex_attention")
+
+
+# PyTorch counts the CUDA attention kernels but not the CPU flash kernel that sdpa dispatches to here.
+def _cpu_flash_flop(query, key, value, *args, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_backward_flop(grad_out, query, key, value, *args, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+for _op, _formula in (
+    (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, _cpu_flash_flop),
+    (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward, _cpu_flash_backward_flop),
+):
+    if _op not in flop_registry:
+        register_flop_formula(_op)(_formula)
 
 
 def train_step(model, x, dtype, device) -> None:

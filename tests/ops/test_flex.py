@@ -118,3 +118,19 @@ def test_availability_reports_triton():
     import importlib.util
 
     assert flex_attention_available() == (importlib.util.find_spec("triton") is not None)
+
+
+def test_dense_evaluation_keeps_what_the_kernel_keeps_for_backward():
+    """Like the fused kernel, autograd keeps q, k, v and the buffers, never the (L, S) scores or probabilities."""
+    qkv, buffers, _, score_mod = global_case(torch.float32, hw=(6, 8))
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = score_mod_attention(*qkv, score_mod, buffers, 0.5, dense=True)
+    assert shapes and all(s[-2:] != (48, 48) for s in shapes), shapes
+    out.sum().backward()
+    assert all(t.grad is not None for t in [*qkv, *buffers])

@@ -8,9 +8,11 @@ plus the tensors it reads (``buffers``). The bias is never materialised on the F
   compiled (one fused Triton kernel per direction; the gradients of the buffers come out of the same
   backward kernel). Under an enclosing ``torch.compile`` the call is traced in place.
 * Everywhere else (CPU, or shapes FlexAttention refuses): the same ``score_mod`` evaluated densely on
-  broadcast index tensors, float32 scores and softmax, plain autograd. FlexAttention on CPU has no
-  backward in torch 2.14 ("FlexAttention does not support backward on CPU"), and its eager CPU
-  forward materialises the scores anyway.
+  broadcast index tensors, float32 scores and softmax, under activation checkpointing, so that autograd
+  keeps what the fused kernel keeps (q, k, v and the buffers, not the (L, S) scores) and the backward
+  recomputes the scores, as the kernel does. FlexAttention on CPU has no backward in torch 2.14
+  ("FlexAttention does not support backward on CPU"), and its eager CPU forward materialises the
+  scores anyway.
 
 The score mods of the ViT+RVSA backbone (docs/CONVENTIONS.md#vitrvsa): :func:`decomposed_rel_pos_score`
 (global blocks: ``<q, R_h[qh - kh]> + <q, R_w[qw - kw]>``, the two terms precomputed per query by
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "decomposed_rel_pos_score",
@@ -102,6 +105,9 @@ def score_mod_attention(
     """
     use_kernel = _use_flex_kernel(q) if dense is None else not dense
     if not use_kernel:
+        tensors = (q, k, v, *buffers)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return checkpoint(_dense_from_tensors, score_mod, scale, *tensors, use_reentrant=False)
         return _dense_score_mod_attention(q, k, v, score_mod, buffers, scale)
     from torch.nn.attention.flex_attention import flex_attention
 
@@ -110,6 +116,10 @@ def score_mod_attention(
 
     attend = flex_attention if torch.compiler.is_compiling() else _compiled_flex_attention()
     return attend(q, k, v, score_mod=bound, scale=scale)
+
+
+def _dense_from_tensors(score_mod: ScoreMod, scale: float, q: Tensor, k: Tensor, v: Tensor, *buffers: Tensor):
+    return _dense_score_mod_attention(q, k, v, score_mod, buffers, scale)
 
 
 def _dense_score_mod_attention(
