@@ -71,7 +71,7 @@ def test_flex_kernel_equals_dense_evaluation_with_buffer_gradients(kind, dtype):
     ref = score_mod_attention(
         *[t.float() for t in (q, k, v)], score_mod, [t.float() for t in buffers], 0.125, dense=True
     )
-    tol = 1e-3 if dtype == torch.float32 else 2e-2
+    tol = 2e-3 if dtype == torch.float32 else 2e-2  # float32: in case the kernel's dots run in TF32
     assert relative_error(out.float(), ref) < tol
     weights = torch.randn_like(ref)
     grads = torch.autograd.grad((out.float() * weights).sum(), inputs)
@@ -120,7 +120,7 @@ def test_fast_paths_match_reference_in_float32_across_sizes(impl):
         ref_out, ref_grad = outputs_and_gradients(model, x, "reference")
         out, grad = outputs_and_gradients(model, x, impl)
         for a, b in zip(out, ref_out, strict=True):
-            assert relative_error(a, b) < 1e-3
+            assert relative_error(a, b) < 2e-3
         for name in ref_grad:
             assert relative_error(grad[name], ref_grad[name]) < 1e-2, name
 
