@@ -8,26 +8,25 @@ Batch dicts (:func:`mtp.data.datamodules.segmentation.collate_segmentation`):
   (an eval-time resize such as OSCD's 224 touches the images only); absent for unlabelled pairs.
 * ``"image_path"`` (A files), ``"image_b_path"``, ``"mask_path"``, ``"ori_size"``: lists.
 
-Seeding, workers and the main-process RNG stream are those of
-:class:`mtp.data.datamodules.SegmentationDataModule` (this class reuses its loaders).
+Seeding, workers and the main-process RNG stream: :class:`mtp.data.datamodules.common.SeededLoaders`; collates
+those of :class:`mtp.data.datamodules.SegmentationDataModule`.
 Epoch-based schedules (the official 100-200 epochs): ``Trainer(max_epochs=...)``.
 """
 
 from __future__ import annotations
 
 import lightning
-import torch
 from torch.utils.data import Dataset
 
 from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
-from mtp.data.datamodules.common import WorkerStartMethod
+from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod
 from mtp.data.datamodules.segmentation import SegmentationDataModule
 from mtp.data.transforms.change import build_change_eval_transform, build_change_train_transform
 
 __all__ = ["ChangeDetectionDataModule"]
 
 
-class ChangeDetectionDataModule(SegmentationDataModule):
+class ChangeDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
     """Train / val / test / predict loaders over change-detection datasets (YAML ``class_path`` + ``init_args``):
     :mod:`mtp.data.datasets.change_detection` folders or :class:`mtp.data.datasets.oscd.OSCDSentinel2`.
 
@@ -44,6 +43,9 @@ class ChangeDetectionDataModule(SegmentationDataModule):
     training batch of one sample, which breaks BatchNorm) as :class:`~mtp.data.datamodules.common.SeededLoaders`
     (:mod:`mtp.data.datamodules.bad_samples`).
     """
+
+    train_collate = staticmethod(SegmentationDataModule.train_collate)
+    eval_collate = staticmethod(SegmentationDataModule.eval_collate)
 
     def __init__(
         self,
@@ -73,17 +75,10 @@ class ChangeDetectionDataModule(SegmentationDataModule):
         on_bad_sample: BadSamplePolicy = "skip",
         drop_last: bool | None = None,
     ) -> None:
-        lightning.LightningDataModule.__init__(self)  # the parent's __init__ would build segmentation transforms
+        super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
         self.crop_size = tuple(crop_size)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers = num_workers
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.worker_start_method = worker_start_method
-        self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.seed = seed
-        self.validate_options(check, on_bad_sample)
-        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
+        self.apply_loader_options()
         train_tf = build_change_train_transform(
             crop_size,
             cat_max_ratio=cat_max_ratio,
@@ -94,8 +89,8 @@ class ChangeDetectionDataModule(SegmentationDataModule):
             photometric=photometric,
             resize_to=train_resize,
         )
-        keep = keep_dataset_transforms
-        self.train_dataset = self._with_transform(train, train_tf, keep)
-        self.val_dataset = self._with_transform(val, build_change_eval_transform(val_resize), keep)
-        self.test_dataset = self._with_transform(test, build_change_eval_transform(test_resize), keep)
-        self.predict_dataset = self._with_transform(predict, build_change_eval_transform(test_resize), keep)
+        test_tf = build_change_eval_transform(test_resize)
+        self.set_stage_datasets(
+            {"train": train, "val": val, "test": test, "predict": predict},
+            {"train": train_tf, "val": build_change_eval_transform(val_resize), "test": test_tf, "predict": test_tf},
+        )

@@ -14,9 +14,7 @@ depend on nor disturb the global RNGs (model init, dropout, drop path).
 
 from __future__ import annotations
 
-import copy
 import random
-from collections.abc import Callable
 from typing import Any
 
 import lightning
@@ -111,37 +109,20 @@ class ClassificationDataModule(SeededLoaders, lightning.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
-        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.worker_start_method = worker_start_method
-        self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.drop_last, self.seed = drop_last, seed
-        self.validate_options(check, on_bad_sample)
-        self.check, self.on_bad_sample = check, on_bad_sample
+        self.apply_loader_options()
         train_tf = build_train_transform(
             img_size, scale=scale, hflip=hflip, auto_augment=auto_augment, re_prob=re_prob, re_mode=re_mode
         )
         eval_tf = build_eval_transform(img_size, crop_pct=crop_pct)
-        keep = keep_dataset_transforms
-        self.train_dataset = self._with_transform(train, train_tf, keep)
-        self.val_dataset = self._with_transform(val, eval_tf, keep)
-        self.test_dataset = self._with_transform(test, eval_tf, keep)
-        self.predict_dataset = self._with_transform(predict, eval_tf, keep)
+        self.set_stage_datasets(
+            {"train": train, "val": val, "test": test, "predict": predict},
+            {"train": train_tf, "val": eval_tf, "test": eval_tf, "predict": eval_tf},
+        )
         self._check_class_lists()
 
-    @staticmethod
-    def _with_transform(dataset: Dataset | None, transform: Callable, keep: bool) -> Dataset | None:
-        if dataset is None:
-            return None
-        dataset = copy.copy(dataset)
-        if not (keep and getattr(dataset, "transform", None) is not None):
-            dataset.transform = transform
-        return dataset
-
     def _datasets(self) -> dict[str, Dataset]:
-        named = {"train": self.train_dataset, "val": self.val_dataset, "test": self.test_dataset}
-        named["predict"] = self.predict_dataset
-        return {k: v for k, v in named.items() if v is not None}
+        named = zip(("train", "val", "test", "predict"), self.stage_datasets(), strict=True)
+        return {k: v for k, v in named if v is not None}
 
     def _check_class_lists(self) -> None:
         """Every labelled split must use the same class list in the same order."""

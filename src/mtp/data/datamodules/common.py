@@ -10,8 +10,9 @@ nor disturb the global RNG (model init, dropout). Resuming from a checkpoint res
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -124,6 +125,45 @@ class SeededLoaders(DataCheckHooks):
     train_collate: Callable | None = None
     eval_collate: Callable | None = None
     augmentation_rng: type[Dataset] = _AugmentationRNG
+
+    def apply_loader_options(self) -> None:
+        """Sets the loader attributes listed above from ``self.hparams`` (call after ``save_hyperparameters``):
+        ``persistent_workers`` only with workers, ``pin_memory`` only with CUDA; validates ``check`` and
+        ``on_bad_sample``."""
+        h = self.hparams
+        self.validate_options(h["check"], h["on_bad_sample"])
+        self.batch_size, self.eval_batch_size, self.seed = h["batch_size"], h["eval_batch_size"], h["seed"]
+        self.num_workers, self.worker_start_method = h["num_workers"], h["worker_start_method"]
+        self.persistent_workers = h["persistent_workers"] and h["num_workers"] > 0
+        self.pin_memory = h["pin_memory"] and torch.cuda.is_available()
+        self.check, self.on_bad_sample, self.drop_last = h["check"], h["on_bad_sample"], h["drop_last"]
+
+    def set_stage_datasets(self, datasets: Mapping[str, Dataset | None], transforms: Mapping[str, Callable]) -> None:
+        """``{stage}_dataset`` for stage in train / val / test / predict: a shallow copy of ``datasets[stage]`` (the
+        caller's object is not modified) with ``transforms[stage]`` set, unless ``hparams.keep_dataset_transforms``
+        and the dataset has its own ``transform``."""
+        keep = bool(self.hparams.get("keep_dataset_transforms", False))
+        for stage in ("train", "val", "test", "predict"):
+            dataset = datasets.get(stage)
+            if dataset is not None:
+                dataset = copy.copy(dataset)
+                if not (keep and getattr(dataset, "transform", None) is not None):
+                    dataset.transform = transforms[stage]
+            setattr(self, f"{stage}_dataset", dataset)
+
+    def stage_datasets(self) -> tuple[Dataset | None, ...]:
+        """The train, val, test and predict datasets (None where not given)."""
+        return self.train_dataset, self.val_dataset, self.test_dataset, self.predict_dataset
+
+    @property
+    def num_classes(self) -> int | None:
+        """``num_classes`` of the first dataset that has one (train, val, test, predict)."""
+        return next((ds.num_classes for ds in self.stage_datasets() if hasattr(ds, "num_classes")), None)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """Class names of the first dataset that has them (train, val, test, predict)."""
+        return next((tuple(ds.classes) for ds in self.stage_datasets() if hasattr(ds, "classes")), None)
 
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)

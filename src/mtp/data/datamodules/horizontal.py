@@ -22,13 +22,11 @@ batches of mixed aspect ratios (batch 1 per GPU in MTP's configs) and is not rep
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import lightning
 import torch
-from torch.utils.data import Dataset
 
 from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod, collate_padded
@@ -93,39 +91,11 @@ class DetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
         self.size = int(size)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.worker_start_method = worker_start_method
-        self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.seed = seed
-        self.validate_options(check, on_bad_sample)
-        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
-        keep = keep_dataset_transforms
-        self.train_dataset = self._prepared(train, build_detection_train_transform(self.size), keep)
+        self.apply_loader_options()
+        test_tf = build_detection_test_transform(self.size)
+        self.set_stage_datasets(
+            {"train": train, "val": val, "test": test, "predict": predict},
+            {"train": build_detection_train_transform(self.size), "val": test_tf, "test": test_tf, "predict": test_tf},
+        )
         if self.train_dataset is not None and hasattr(self.train_dataset, "set_filter"):
             self.train_dataset.set_filter(filter_empty_train, min_size)
-        self.val_dataset = self._prepared(val, build_detection_test_transform(self.size), keep)
-        self.test_dataset = self._prepared(test, build_detection_test_transform(self.size), keep)
-        self.predict_dataset = self._prepared(predict, build_detection_test_transform(self.size), keep)
-
-    @staticmethod
-    def _prepared(dataset: Dataset | None, transform: Any, keep: bool) -> Dataset | None:
-        if dataset is None:
-            return None
-        dataset = copy.copy(dataset)
-        if not (keep and getattr(dataset, "transform", None) is not None):
-            dataset.transform = transform
-        return dataset
-
-    def _datasets(self) -> tuple[Dataset | None, ...]:
-        return self.train_dataset, self.val_dataset, self.test_dataset, self.predict_dataset
-
-    @property
-    def num_classes(self) -> int | None:
-        return next((ds.num_classes for ds in self._datasets() if ds is not None and hasattr(ds, "num_classes")), None)
-
-    @property
-    def classes(self) -> tuple[str, ...] | None:
-        return next((tuple(ds.classes) for ds in self._datasets() if ds is not None and hasattr(ds, "classes")), None)

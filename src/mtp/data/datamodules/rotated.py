@@ -18,13 +18,10 @@ drives the shuffle and worker seeds; a private RNG stream with ``num_workers=0``
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import lightning
-import torch
-from torch.utils.data import Dataset
 
 from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod, collate_padded
@@ -86,21 +83,16 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
         self.size = int(size)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.worker_start_method = worker_start_method
-        self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.seed = seed
-        self.validate_options(check, on_bad_sample)
-        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
+        self.apply_loader_options()
         self.rect_classes = self._resolve_rect_classes(rect_classes, train)
         train_tf = build_rotated_train_transform(self.size, rotate=rotate, rect_classes=self.rect_classes)
-        self.train_dataset = self._prepared(train, train_tf, keep_dataset_transforms, filter_empty_train)
-        self.val_dataset = self._prepared(val, build_rotated_test_transform(self.size), keep_dataset_transforms)
-        self.test_dataset = self._prepared(test, build_rotated_test_transform(self.size), keep_dataset_transforms)
-        self.predict_dataset = self._prepared(predict, build_rotated_test_transform(self.size), keep_dataset_transforms)
+        test_tf = build_rotated_test_transform(self.size)
+        self.set_stage_datasets(
+            {"train": train, "val": val, "test": test, "predict": predict},
+            {"train": train_tf, "val": test_tf, "test": test_tf, "predict": test_tf},
+        )
+        if filter_empty_train and hasattr(self.train_dataset, "filter_empty"):
+            self.train_dataset.filter_empty = True
 
     @staticmethod
     def _resolve_rect_classes(rect_classes: Sequence[int | str], dataset: Any) -> tuple[int, ...]:
@@ -114,28 +106,3 @@ class RotatedDetectionDataModule(SeededLoaders, lightning.LightningDataModule):
             else:
                 out.append(int(c))
         return tuple(out)
-
-    @staticmethod
-    def _prepared(dataset: Dataset | None, transform: Any, keep: bool, filter_empty: bool = False) -> Dataset | None:
-        if dataset is None:
-            return None
-        dataset = copy.copy(dataset)
-        if not (keep and getattr(dataset, "transform", None) is not None):
-            dataset.transform = transform
-        if filter_empty and hasattr(dataset, "filter_empty"):
-            dataset.filter_empty = True
-        return dataset
-
-    @property
-    def num_classes(self) -> int | None:
-        for ds in (self.train_dataset, self.val_dataset, self.test_dataset, self.predict_dataset):
-            if ds is not None and hasattr(ds, "num_classes"):
-                return ds.num_classes
-        return None
-
-    @property
-    def classes(self) -> tuple[str, ...] | None:
-        for ds in (self.train_dataset, self.val_dataset, self.test_dataset, self.predict_dataset):
-            if ds is not None and hasattr(ds, "classes"):
-                return tuple(ds.classes)
-        return None

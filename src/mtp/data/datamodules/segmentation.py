@@ -19,13 +19,11 @@ Randomness and worker processes: :mod:`mtp.data.datamodules.common`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import lightning
 import torch
-from torch.utils.data import Dataset
 
 from mtp.data.datamodules.bad_samples import BadSamplePolicy, CheckLevel
 from mtp.data.datamodules.common import SeededLoaders, WorkerStartMethod
@@ -108,33 +106,13 @@ class SegmentationDataModule(SeededLoaders, lightning.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["train", "val", "test", "predict"])
         self.crop_size = tuple(crop_size)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.worker_start_method = worker_start_method
-        self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.seed = seed
-        self.validate_options(check, on_bad_sample)
-        self.check, self.on_bad_sample, self.drop_last = check, on_bad_sample, drop_last
-        train_tf = build_train_transform(crop_size, ratio_range, cat_max_ratio, photometric)
-        self.train_dataset = self._with_transform(train, train_tf, keep_dataset_transforms)
-        self.val_dataset = self._with_transform(val, build_test_transform(val_resize), keep_dataset_transforms)
-        self.test_dataset = self._with_transform(test, build_test_transform(), keep_dataset_transforms)
-        self.predict_dataset = self._with_transform(predict, build_test_transform(), keep_dataset_transforms)
-
-    @staticmethod
-    def _with_transform(dataset: Dataset | None, transform: Any, keep: bool) -> Dataset | None:
-        if dataset is None:
-            return None
-        dataset = copy.copy(dataset)
-        if not (keep and getattr(dataset, "transform", None) is not None):
-            dataset.transform = transform
-        return dataset
-
-    @property
-    def num_classes(self) -> int | None:
-        for ds in (self.train_dataset, self.val_dataset, self.test_dataset, self.predict_dataset):
-            if ds is not None and hasattr(ds, "num_classes"):
-                return ds.num_classes
-        return None
+        self.apply_loader_options()
+        self.set_stage_datasets(
+            {"train": train, "val": val, "test": test, "predict": predict},
+            {
+                "train": build_train_transform(crop_size, ratio_range, cat_max_ratio, photometric),
+                "val": build_test_transform(val_resize),
+                "test": build_test_transform(),
+                "predict": build_test_transform(),
+            },
+        )
