@@ -249,6 +249,20 @@ def test_pretrained_catalogue_names_load_the_backbone_or_the_whole_model(home):
     torch.testing.assert_close(reloaded.state_dict(), source.state_dict())
 
 
+def test_a_whole_file_makes_pretrained_unread(home, tmp_path):
+    """checkpoint_path sets every weight, so the backbone weights named by pretrained are not read: a config that
+    names (absent) pretrained weights tests any whole file; a catalogue whole-file name yields too."""
+    torch.manual_seed(0)
+    source = tiny("upernet_vit_b_rvsa", num_classes=7, channels=16)
+    whole = tmp_path / "finetuned.pth"
+    _save(source.state_dict(), whole)
+    for pretrained in (tmp_path / "absent_encoder.pth", "mtp:vit_b_rvsa", "loveda:upernet_vit_b_rvsa_mae_mtp"):
+        model = tiny("upernet_vit_b_rvsa", num_classes=7, channels=16, pretrained=pretrained, checkpoint_path=whole)
+        torch.testing.assert_close(model.state_dict(), source.state_dict())
+    with pytest.raises(WeightsNotFoundError):  # without checkpoint_path the same name is needed
+        tiny("upernet_vit_b_rvsa", num_classes=7, channels=16, pretrained="mtp:vit_b_rvsa")
+
+
 def test_missing_catalogue_file_fails_before_building_with_what_to_download(home, monkeypatch):
     built = []
     spec = factory._ARCHITECTURES["oriented_rcnn"]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -62,6 +63,8 @@ from mtp.models.detectors.oriented_rcnn.model import OrientedRCNN, build_oriente
 from mtp.models.pretraining import MultiTaskPretrainModel, build_mtp_model, load_mtp_checkpoint
 from mtp.models.segmentor import Segmentor, build_upernet, load_segmentor_checkpoint
 from mtp.weights import get_weights, is_weights_name, resolve_checkpoint
+
+log = logging.getLogger(__name__)
 
 __all__ = ["UnknownModelError", "create_model", "list_architectures", "list_models", "register_architecture"]
 
@@ -238,7 +241,8 @@ def create_model(
         pretrained: path or catalogue name of backbone weights, or of a whole file of this model; ``True`` =
             ``"mtp:<backbone>"`` (the MTP encoder of the release).
         img_size: training input size (ViT: position-embedding grid); default the architecture's official one.
-        checkpoint_path: a whole-model file (path or catalogue name) loaded after building.
+        checkpoint_path: a whole-model file (path or catalogue name) loaded after building; it sets every weight,
+            so ``pretrained`` is then not read (a config naming pretrained weights can test any whole file).
         **kwargs: architecture arguments (e.g. ``channels``, ``fpn_channels``, ``decoder_channels``, ``datasets``)
             and backbone overrides (``drop_path_rate`` — 0.3 in the official fine-tuning —, ``use_checkpoint``,
             ``embed_dim``, ``depth``, ...). ``backbone_kwargs={...}`` passes backbone overrides explicitly, which
@@ -254,10 +258,13 @@ def create_model(
         entry = get_weights(str(pretrained))
         if entry.backbone != backbone:
             raise ValueError(f"{pretrained} holds {entry.backbone} weights; model {model_name} has {backbone}")
-        if entry.model == model_name:  # the whole file of this model: load it all, with its settings as defaults
-            if checkpoint_path is not None:
-                raise ValueError(f"pretrained={pretrained!r} is a whole {model_name}; checkpoint_path is redundant")
+        if entry.model == model_name and checkpoint_path is None:  # this model's whole file: its settings too
             checkpoint_path, pretrained, defaults = pretrained, None, dict(entry.create_kwargs)
+    if checkpoint_path is not None and pretrained not in (None, False):
+        # the whole file is loaded strictly (every weight of the model), so backbone weights would be overwritten:
+        # not reading them saves the time and lets a config that names pretrained weights test another file
+        log.info("checkpoint_path %s sets every weight: pretrained=%s is not loaded", checkpoint_path, pretrained)
+        pretrained = None
     explicit = set(kwargs) | set(kwargs.get("backbone_kwargs") or {})  # given either way: overrides the file's
     args = {**{k: v for k, v in defaults.items() if k not in explicit}, **kwargs}
     args.update({k: v for k, v in (("num_classes", num_classes), ("img_size", img_size)) if v is not None})
