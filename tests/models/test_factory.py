@@ -29,8 +29,16 @@ OFFICIAL_CLASSES = {"upernet": 7, "classifier": 10, "changenet": None, "faster_r
                     "retinanet": 60, "oriented_rcnn": 20, "mtp": None}  # fmt: skip
 #: Backbone tensors of the official segmentation copy (tests/data/official_keys) each copy lacks.
 GLOBAL_TABLES, FPN = r"blocks\.\d+\.attn\.full_attn_rel_pos_[hw]", r"fpn[12]\..*"
-COPY_LACKS = {"upernet": None, "mtp": None, "faster_rcnn": GLOBAL_TABLES, "mask_rcnn": GLOBAL_TABLES,
-              "retinanet": GLOBAL_TABLES, "oriented_rcnn": GLOBAL_TABLES, "classifier": FPN, "changenet": FPN}
+COPY_LACKS = {
+    "upernet": None,
+    "mtp": None,
+    "faster_rcnn": GLOBAL_TABLES,
+    "mask_rcnn": GLOBAL_TABLES,
+    "retinanet": GLOBAL_TABLES,
+    "oriented_rcnn": GLOBAL_TABLES,
+    "classifier": FPN,
+    "changenet": FPN,
+}
 
 
 def test_names_are_every_architecture_times_every_backbone():
@@ -97,8 +105,11 @@ def test_every_internimage_name_builds_on_meta_with_the_official_backbone(name):
         model = create_model(name, **kwargs)
     ours = {k: tuple(v.shape) for k, v in model.get_submodule(_backbone_path(model)).state_dict().items()}
     assert ours == official_keys("internimage_xl_keys"), name  # no ViT task-copy setting reached it
-    inputs = {"upernet": ("decode_head.lateral_convs.0.conv.weight", 192), "classifier": ("head.fc.weight", 1536),
-              "changenet": ("decode_head.blocks.0.conv1.0.weight", 1536 + 768)}  # the heads see the 4 XL levels
+    inputs = {
+        "upernet": ("decode_head.lateral_convs.0.conv.weight", 192),
+        "classifier": ("head.fc.weight", 1536),
+        "changenet": ("decode_head.blocks.0.conv1.0.weight", 1536 + 768),
+    }  # the heads see the 4 XL levels
     if arch in inputs:
         key, channels = inputs[arch]
         assert model.state_dict()[key].shape[1] == channels, name
