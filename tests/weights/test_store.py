@@ -114,6 +114,7 @@ class _Server:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                outer.requests += 1  # before answering: the client may return before this thread runs on
                 if self.path == "/missing":
                     self.send_error(404)
                     return
@@ -121,7 +122,6 @@ class _Server:
                 self.send_header("Content-Length", str(len(body) + (100 if self.path == "/short" else 0)))
                 self.end_headers()
                 self.wfile.write(body)
-                outer.requests += 1
 
             def log_message(self, *args):
                 pass
