@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mtp.data.datasets.rotated_formats import AnnotationError, _float, _label, _text, _xml_root
+from mtp.data.datasets.rotated_formats import AnnotationError, _float, _text, _xml_root, voc_objects
 
 __all__ = [
     "COCO_SKIP_REASONS",
@@ -73,24 +73,8 @@ def parse_voc_hbb(path: Path, class_map: Mapping[str, int] | None = None) -> Voc
     ``ymax <= ymin``, unknown class (when ``class_map`` is given)."""
     root = _xml_root(Path(path))
     boxes, names, labels = [], [], []
-    for k, obj in enumerate(root.iter("object")):
-        where = f"{path}: object {k}"
-        name = (_text(obj.find("name")) or "").lower()
-        if not name:
-            raise AnnotationError(f"{where}: missing <name>")
-        label = _label(name, class_map, where)
-        box = obj.find("bndbox")
-        if box is None:
-            raise AnnotationError(f"{where}: missing <bndbox> (is this a Horizontal Bounding Boxes file?)")
-        coords = []
-        for tag in BNDBOX_FIELDS:
-            raw = _text(box.find(tag))
-            if raw is None:
-                raise AnnotationError(f"{where}: <bndbox> has no <{tag}>")
-            v = _float(raw)
-            if v is None:
-                raise AnnotationError(f"{where}: non-numeric <{tag}> {raw!r}")
-            coords.append(v)
+    hint = "is this a Horizontal Bounding Boxes file?"
+    for _, where, name, label, coords in voc_objects(root, Path(path), "bndbox", BNDBOX_FIELDS, class_map, hint):
         x1, y1, x2, y2 = coords
         if x2 <= x1 or y2 <= y1:
             raise AnnotationError(

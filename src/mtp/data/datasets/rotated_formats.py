@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,29 +193,43 @@ def _text(el: ET.Element | None) -> str | None:
     return None if el is None or el.text is None else el.text.strip()
 
 
-def parse_dior_xml(path: Path, class_map: Mapping[str, int] | None = None) -> Annotations:
-    """DIOR-R xml: ``object/name`` (lower-cased) and ``object/robndbox`` with the eight fields x_left_top …
-    y_left_bottom (docs/CONVENTIONS.md#dior-r-xml). The xml ``difficult`` tag is ignored (all 0)."""
-    root = _xml_root(path)
-    polys, names, labels, skipped, reordered = [], [], [], [], []
+def voc_objects(
+    root: ET.Element, path: Path, box_tag: str, fields: Sequence[str], class_map: Mapping[str, int] | None, hint: str
+) -> Iterator[tuple[int, str, str, int, list[float]]]:
+    """Every VOC-style ``object`` of ``root`` (DIOR / DIOR-R xml) as ``(index, where, name, label, coords)``:
+    ``name`` stripped and lower-cased, ``coords`` the float values of ``box_tag``'s ``fields`` in order. Errors name
+    the file and object index: missing name / box (``hint`` says which file kind was expected) / field, non-numeric
+    value, unknown class (when ``class_map`` is given)."""
     for k, obj in enumerate(root.iter("object")):
         where = f"{path}: object {k}"
         name = (_text(obj.find("name")) or "").lower()
         if not name:
             raise AnnotationError(f"{where}: missing <name>")
         label = _label(name, class_map, where)
-        box = obj.find("robndbox")
+        box = obj.find(box_tag)
         if box is None:
-            raise AnnotationError(f"{where}: missing <robndbox> (is this an Oriented Bounding Boxes file?)")
+            raise AnnotationError(f"{where}: missing <{box_tag}> ({hint})")
         coords = []
-        for tag in ROBNDBOX_FIELDS:
+        for tag in fields:
             raw = _text(box.find(tag))
             if raw is None:
-                raise AnnotationError(f"{where}: <robndbox> has no <{tag}> (expected 8 coordinates)")
+                raise AnnotationError(
+                    f"{where}: <{box_tag}> has no <{tag}>" + (" (expected 8 coordinates)" if len(fields) == 8 else "")
+                )
             v = _float(raw)
             if v is None:
                 raise AnnotationError(f"{where}: non-numeric <{tag}> {raw!r}")
             coords.append(v)
+        yield k, where, name, label, coords
+
+
+def parse_dior_xml(path: Path, class_map: Mapping[str, int] | None = None) -> Annotations:
+    """DIOR-R xml: ``object/name`` (lower-cased) and ``object/robndbox`` with the eight fields x_left_top …
+    y_left_bottom (docs/CONVENTIONS.md#dior-r-xml). The xml ``difficult`` tag is ignored (all 0)."""
+    root = _xml_root(path)
+    polys, names, labels, skipped, reordered = [], [], [], [], []
+    hint = "is this an Oriented Bounding Boxes file?"
+    for k, _, name, label, coords in voc_objects(root, path, "robndbox", ROBNDBOX_FIELDS, class_map, hint):
         kept = accept_polygon(coords, k, skipped, reordered)
         if kept is None:
             continue
