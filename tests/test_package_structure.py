@@ -28,6 +28,7 @@ ALLOWED = {
     "metrics": {"ops", "data"},
     "inference": {"ops", "data", "models", "metrics", "weights"},
     "tasks": {"ops", "data", "models", "metrics", "inference", "weights"},
+    "demo": {"ops", "data", "models", "metrics", "inference", "weights", "tasks"},
 }
 WEIGHTS_MAY_IMPORT = {"mtp.models.checkpoint_reader"}
 

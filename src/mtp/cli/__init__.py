@@ -2,6 +2,7 @@
 
 mtp fit|validate|test|predict --config CONFIG.yaml [--key value ...]   (LightningCLI)
 mtp predict-scene --config CFG --ckpt_path CKPT --input scene.tif --out DIR [options]   (map a GeoTIFF scene)
+mtp demo [--size full|small] [--out DIR]   (pretraining vs scratch, few labels, report.html)
 mtp list-backbones
 mtp tool NAME [args]     (dataset / checkpoint tools; ``mtp tool --help`` lists them)
 mtp weights list|info|path|verify|convert|download   (the official release files by name)
@@ -66,15 +67,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mtp.cli.weights import run_weights
 
         return run_weights(argv[1:])
+    if argv and argv[0] == "demo":
+        from mtp.cli.demo import main as demo_main
+
+        return demo_main(argv[1:])
     if argv and argv[0] == "predict-scene":
         from mtp.cli.predict_scene import main as predict_scene_main
 
         return predict_scene_main(argv[1:])
     parser = argparse.ArgumentParser(prog="mtp", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mtp {mtp.__version__}")
-    commands = "{fit,validate,test,predict,predict-scene,list-backbones,tool,weights}"
+    commands = "{fit,validate,test,predict,predict-scene,demo,list-backbones,tool,weights}"
     sub = parser.add_subparsers(dest="command", metavar=commands)
     sub.add_parser("predict-scene", help="map a whole GeoTIFF scene (mtp predict-scene --help)")
+    sub.add_parser("demo", help="does MTP pretraining help? the whole study on CPU (mtp demo --help)")
     sub.add_parser("list-backbones", help="names accepted by create_backbone")
     sub.add_parser("tool", help="dataset and checkpoint tools (mtp tool --help lists them)")
     sub.add_parser("weights", help="official release files by name: list, info, path, verify, convert, download")
