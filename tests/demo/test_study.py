@@ -107,6 +107,10 @@ def _fake_run_arm(gain):
     return run
 
 
+def _not_strict_json(constant):
+    raise AssertionError(f"results.json holds {constant}, which strict JSON readers reject")
+
+
 @pytest.mark.parametrize(("gain", "code"), [(0.05, 0), (0.0, 1)])
 def test_mtp_demo_exits_by_the_verdict_and_writes_the_report(tmp_path, monkeypatch, capsys, gain, code):
     monkeypatch.setattr("mtp.demo.settings.small_settings", lambda: _tiny(small_settings()))
@@ -117,7 +121,7 @@ def test_mtp_demo_exits_by_the_verdict_and_writes_the_report(tmp_path, monkeypat
     out = tmp_path / "demo"
     assert mtp_main(["demo", "--size", "small", "--out", str(out), "--jobs", "1"]) == code
     printed = capsys.readouterr()
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text(), parse_constant=_not_strict_json)
     assert (out / "report.html").is_file() and str(out / "report.html") in printed.out
     segmentation = next(t for t in results["tasks"] if t["name"] == "segmentation")
     assert [a["name"] for a in segmentation["arms"]] == ["scratch", "mtp", "mtp_decoder"]
@@ -133,3 +137,9 @@ def test_mtp_demo_rejects_a_single_seed(capsys):
     with pytest.raises(SystemExit) as stop:
         mtp_main(["demo", "--seeds", "3"])
     assert stop.value.code == 2 and "at least two different seeds" in capsys.readouterr().err
+
+
+def test_results_json_replaces_non_finite_numbers_with_null():
+    gains = {"sigmas": float("inf"), "se": float("nan"), "per_seed": [0.1, float("-inf")], "ok": (1.5, "x")}
+    assert study.strict_json(gains) == {"sigmas": None, "se": None, "per_seed": [0.1, None], "ok": [1.5, "x"]}
+    assert json.loads(json.dumps(study.strict_json(gains)), parse_constant=_not_strict_json)

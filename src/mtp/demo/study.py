@@ -8,11 +8,11 @@ passes (:func:`mtp.demo.stats.verdict`).
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -130,11 +130,17 @@ def run_study(out: Path, settings: DemoSettings, *, fresh: bool = False, say: Ca
         "seconds": time.perf_counter() - start,
     }
     say("[4/4] report")
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "results.json").write_text(json.dumps(strict_json(results), indent=1, default=str))
     results["report"] = str(write_report(results, out))
     return results
 
 
-def with_jobs(settings: DemoSettings, jobs: int | None) -> DemoSettings:
-    """``settings`` with ``jobs`` parallel fine-tuning runs (None: keep)."""
-    return settings if jobs is None else replace(settings, jobs=max(1, int(jobs)))
+def strict_json(value):
+    """``value`` with every NaN / ±inf float replaced by None (``results.json`` stays strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
