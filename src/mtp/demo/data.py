@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from mtp.data.synthetic.writers import write_dataset
@@ -63,7 +64,5 @@ def prepare_data(out: Path, settings: DemoSettings) -> DemoData:
         (data.levir_held_out, "levir-cd", 2 * cd.held_out, cd.tile, cd.held_out_seed, {}),
     ):
         params = {"format": fmt, "n": n, "size": size, "seed": seed, **extra}
-        _write_once(
-            root, params, lambda r, f=fmt, n=n, s=size, sd=seed, x=extra: write_dataset(f, r, n=n, size=s, seed=sd, **x)
-        )
+        _write_once(root, params, partial(write_dataset, fmt, n=n, size=size, seed=seed, **extra))
     return data

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import lightning as L
 import numpy as np
 import torch
 
 from mtp.data.datasets.segmentation import LOVEDA_PALETTE
 from mtp.demo.settings import TINY_VIT, TaskSettings
+from mtp.inference.outputs import colorize, save_png
 
 
 @dataclass(frozen=True)
@@ -149,21 +150,8 @@ def run_arm(job: ArmJob) -> dict:
     }  # fmt: skip
 
 
-def colour_mask(mask: np.ndarray, task: str) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 RGB: LoveDA palette, or black / white for change; 255 (ignored) black."""
-    palette = np.zeros((256, 3), np.uint8)
-    if task == "segmentation":
-        palette[: len(LOVEDA_PALETTE)] = LOVEDA_PALETTE
-    else:
-        palette[1] = 255
-    return palette[mask.astype(np.int64)]
-
-
-def _save_rgb(path: Path, rgb: np.ndarray) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return str(path)
+#: palettes of the drawn masks: LoveDA's colours; change detection black = unchanged, white = changed
+PALETTES = {"segmentation": LOVEDA_PALETTE, "change_detection": ((0, 0, 0), (255, 255, 255))}
 
 
 def draw_tiles(module, data, job: ArmJob) -> None:
@@ -175,12 +163,10 @@ def draw_tiles(module, data, job: ArmJob) -> None:
         item = dataset[row]
         with torch.no_grad():
             prediction = module.infer(item["image"]).argmax(1)[0].numpy()
-        _save_rgb(folder / f"{row}_{job.arm}.png", colour_mask(prediction, job.task.name))
+        save_png(colorize(prediction, PALETTES[job.task.name]), folder / f"{row}_{job.arm}.png")
         if job.arm != "scratch":
             continue
         paths = [item["image_path"]] + ([item["image_b_path"]] if "image_b_path" in item else [])
-        for k, path in enumerate(paths):
-            suffix = ("_a", "_b")[k] if len(paths) > 1 else ""
-            _save_rgb(folder / f"{row}_image{suffix}.png",
-                      cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))  # fmt: skip
-        _save_rgb(folder / f"{row}_truth.png", colour_mask(item["mask"].numpy(), job.task.name))
+        for k, path in enumerate(paths):  # the demo's formats store PNG images: copied as they are
+            shutil.copyfile(path, folder / f"{row}_image{('_a', '_b')[k] if len(paths) > 1 else ''}.png")
+        save_png(colorize(item["mask"], PALETTES[job.task.name]), folder / f"{row}_truth.png")

@@ -7,7 +7,6 @@ passes (:func:`mtp.demo.stats.verdict`).
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import time
@@ -15,13 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import torch
-
 from mtp.demo.data import DemoData, prepare_data
 from mtp.demo.finetune import ArmJob, run_arm
 from mtp.demo.pretrain import pretrain
 from mtp.demo.settings import ARMS, DemoSettings, TaskSettings
 from mtp.demo.stats import paired_gain, verdict
+from mtp.inference.outputs import write_json
 
 COLOURS = {"scratch": "#7f7f7f", "mtp": "#1f77b4", "mtp_decoder": "#2ca02c"}
 TITLES = {
@@ -67,15 +65,13 @@ def _run_all(jobs: list[ArmJob], parallel: int, say: Callable[[str], None]) -> l
         say(f"  {run['task']:<17} {ARMS[run['arm']]:<29} seed {run['seed']}  "
             f"{run['value']:.3f}  ({run['seconds']:.0f} s)")  # fmt: skip
 
+    runs = []
     if parallel <= 1:
-        runs = []
         for job in jobs:
             runs.append(run_arm(job))
             report(runs[-1])
         return runs
-    runs = []
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("forkserver")) as pool:
         for future in as_completed([pool.submit(run_arm, job) for job in jobs]):
             runs.append(future.result())
             report(runs[-1])
@@ -114,7 +110,6 @@ def run_study(out: Path, settings: DemoSettings, *, fresh: bool = False, say: Ca
     say(f"[1/4] synthetic data -> {out / 'data'}")
     data = prepare_data(out, settings)
     say(f"[2/4] three-task pretraining ({settings.pretrain_steps} steps) -> {out / 'pretrain'}")
-    torch.set_num_threads(max(1, settings.jobs))
     pre = pretrain(out, data.samrs, settings, fresh=fresh)
     say(f"      {'re-used (config, data and code unchanged)' if pre.cached else 'done'}: {pre.encoder}")
     decoder = atomic_torch_save({"state_dict": reuse_decoder(pre.whole, "ss")}, out / "pretrain" / "reuse_ss.pth")
@@ -130,7 +125,7 @@ def run_study(out: Path, settings: DemoSettings, *, fresh: bool = False, say: Ca
         "seconds": time.perf_counter() - start,
     }
     say("[4/4] report")
-    (out / "results.json").write_text(json.dumps(strict_json(results), indent=1, default=str))
+    write_json(strict_json(results), out / "results.json")
     results["report"] = str(write_report(results, out))
     return results
 
